@@ -1,0 +1,40 @@
+# The single entry point: CI, the README and developers all go through these targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP_PY  := $(VENV)/.installed
+STAMP_NPM := node_modules/.installed
+
+.PHONY: setup test test-unit lint clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make setup   venv in $(VENV), pip and npm installs (idempotent)"
+	@echo "make test    the whole test suite (unit + integration against anvil, Redis, PostgreSQL)"
+	@echo "make lint    ruff"
+
+setup: $(STAMP_PY) $(STAMP_NPM)
+
+$(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# --ignore-scripts: anvil's binary arrives in its platform package; its postinstall would only re-check it.
+$(STAMP_NPM): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	$(PY) -c "from liqbot.devnet import artifacts; artifacts.anvil_binary(); artifacts.ours('SettableAggregator')"
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules .cache .devnet

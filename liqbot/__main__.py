@@ -1,0 +1,3 @@
+from liqbot.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Chain adapters: JSON-RPC, ABI encoding, Aave market discovery."""

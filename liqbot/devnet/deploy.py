@@ -1,0 +1,133 @@
+"""Deploy a complete Aave v3 market from the `@aave/core-v3` artifacts onto a fresh anvil."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cache
+
+from eth_account import Account as EthAccount
+
+from liqbot.chain import aave
+from liqbot.chain.rpc import Rpc
+from liqbot.devnet import artifacts
+from liqbot.devnet.anvil import CHAIN_ID, MNEMONIC
+from liqbot.devnet.market import DEFAULT_RESERVES, RATE_STRATEGIES, Account, Market, Reserve, ReserveSpec
+from liqbot.devnet.txs import TxSender, create_address
+
+ROLES = ("deployer", "liquidity", "liquidator", "treasury", "user4", "user5", "user6", "user7", "user8", "user9")
+ZERO = "0x0000000000000000000000000000000000000000"
+LIQUIDITY_USD = 50_000_000  # what the liquidity account supplies of every reserve, in USD
+LIQUIDATOR_USD = 5_000_000  # the liquidator's inventory of every asset, in USD
+
+_LIBRARIES = ("SupplyLogic", "BorrowLogic", "LiquidationLogic", "EModeLogic", "BridgeLogic", "PoolLogic")
+
+
+@cache
+def devnet_accounts() -> dict[str, Account]:
+    """anvil's funded accounts (from its default mnemonic); their keys are public and devnet-only."""
+    EthAccount.enable_unaudited_hdwallet_features()
+    out = {}
+    for i, role in enumerate(ROLES):
+        acct = EthAccount.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        out[role] = Account(role, acct.address, "0x" + bytes(acct.key).hex())
+    return out
+
+
+def token_amount(spec: ReserveSpec, usd: int) -> int:
+    return usd * 10**8 * 10**spec.decimals // spec.price
+
+
+def deploy_market(
+    rpc_url: str, ws_url: str, reserves: Sequence[ReserveSpec] = DEFAULT_RESERVES, anvil_pid: int | None = None
+) -> Market:
+    started = time.monotonic()
+    rpc = Rpc(rpc_url)
+    accounts = devnet_accounts()
+    me = accounts["deployer"].address
+    tx = TxSender(rpc)
+    art = artifacts.aave
+    deploy_block = int(rpc.call("eth_blockNumber"), 16) + 1
+
+    provider = tx.deploy(me, art("PoolAddressesProvider"), "Aave Devnet Market", me)
+    tx.call(me, provider, aave.SET_ACL_ADMIN, me)
+    acl = tx.deploy(me, art("ACLManager"), provider)
+    tx.call(me, provider, aave.SET_ACL_MANAGER, acl)
+    for fn in (aave.ADD_POOL_ADMIN, aave.ADD_RISK_ADMIN, aave.ADD_EMERGENCY_ADMIN, aave.ADD_ASSET_LISTING_ADMIN):
+        tx.call(me, acl, fn, me)
+
+    libraries = {name: tx.deploy(me, art(name)) for name in _LIBRARIES}
+    libraries["FlashLoanLogic"] = tx.deploy(me, art("FlashLoanLogic"), libraries=libraries)
+    libraries["ConfiguratorLogic"] = tx.deploy(me, art("ConfiguratorLogic"))
+
+    pool_impl = tx.deploy(me, art("Pool"), provider, libraries=libraries)
+    tx.call(me, pool_impl, aave.INITIALIZE, provider)
+    tx.call(me, provider, aave.SET_POOL_IMPL, pool_impl)
+    configurator_impl = tx.deploy(me, art("PoolConfigurator"), libraries=libraries)
+    tx.call(me, configurator_impl, aave.INITIALIZE, provider)
+    tx.call(me, provider, aave.SET_POOL_CONFIGURATOR_IMPL, configurator_impl)
+    # The provider creates both proxies itself, as its first and second contract creations.
+    pool, configurator = create_address(provider, 1), create_address(provider, 2)
+
+    data_provider = tx.deploy(me, art("AaveProtocolDataProvider"), provider)
+    tx.call(me, provider, aave.SET_POOL_DATA_PROVIDER, data_provider)
+
+    aggregator = artifacts.ours("SettableAggregator")
+    tokens = [tx.deploy(me, art("MintableERC20"), s.symbol, s.symbol, s.decimals) for s in reserves]
+    feeds = [tx.deploy(me, aggregator, s.price, 8, f"{s.symbol} / USD") for s in reserves]
+    oracle = tx.deploy(me, art("AaveOracle"), provider, tokens, feeds, ZERO, ZERO, 10**8)
+    tx.call(me, provider, aave.SET_PRICE_ORACLE, oracle)
+
+    a_token_impl = tx.deploy(me, art("AToken"), pool)
+    stable_impl = tx.deploy(me, art("StableDebtToken"), pool)
+    variable_impl = tx.deploy(me, art("VariableDebtToken"), pool)
+    strategies = {v: tx.deploy(me, art("DefaultReserveInterestRateStrategy"), provider, *p) for v, p in RATE_STRATEGIES.items()}
+    tx.settle()
+
+    treasury = accounts["treasury"].address
+    for spec, token in zip(reserves, tokens, strict=True):
+        s = spec.symbol
+        init = (a_token_impl, stable_impl, variable_impl, spec.decimals, strategies[spec.volatile], token, treasury, ZERO,
+                f"Aave Devnet {s}", f"a{s}", f"Aave Devnet Variable Debt {s}", f"variableDebt{s}",
+                f"Aave Devnet Stable Debt {s}", f"stableDebt{s}", b"")
+        tx.call(me, configurator, aave.INIT_RESERVES, [init], gas=8_000_000, label=f"initReserves {s}")
+        tx.call(me, configurator, aave.CONFIGURE_RESERVE_AS_COLLATERAL, token, spec.ltv,
+                spec.liquidation_threshold, spec.liquidation_bonus)
+        tx.call(me, configurator, aave.SET_RESERVE_BORROWING, token, True)
+        tx.call(me, configurator, aave.SET_RESERVE_FACTOR, token, spec.reserve_factor)
+        tx.call(me, configurator, aave.SET_LIQUIDATION_PROTOCOL_FEE, token, spec.protocol_fee)
+    _fund(tx, me, accounts, reserves, tokens, pool)
+
+    reserve_info = {}
+    for spec, token, feed in zip(reserves, tokens, feeds, strict=True):
+        a_tok, stable_tok, var_tok = aave.GET_RESERVE_TOKENS_ADDRESSES.decode(
+            rpc.eth_call(data_provider, aave.GET_RESERVE_TOKENS_ADDRESSES.calldata(token)))
+        reserve_info[spec.symbol] = Reserve(spec.symbol, token, spec.decimals, feed, a_tok, var_tok, stable_tok)
+
+    contracts = {
+        "PoolAddressesProvider": provider, "ACLManager": acl, "Pool": pool, "PoolImpl": pool_impl,
+        "PoolConfigurator": configurator, "PoolConfiguratorImpl": configurator_impl,
+        "AaveProtocolDataProvider": data_provider, "AaveOracle": oracle, "ATokenImpl": a_token_impl,
+        "StableDebtTokenImpl": stable_impl, "VariableDebtTokenImpl": variable_impl,
+        "VolatileRateStrategy": strategies[True], "StableRateStrategy": strategies[False],
+    }
+    rpc.close()
+    return Market(
+        chain_id=CHAIN_ID, rpc_url=rpc_url, ws_url=ws_url, deploy_block=deploy_block, contracts=contracts,
+        reserves=reserve_info, accounts=accounts, anvil_pid=anvil_pid,
+        deployed_in_secs=round(time.monotonic() - started, 3), libraries=libraries,
+    )
+
+
+def _fund(tx: TxSender, me: str, accounts: dict[str, Account], reserves: Sequence[ReserveSpec],
+          tokens: list[str], pool: str) -> None:
+    """Deep liquidity in every reserve, and an inventory of every asset for the liquidator."""
+    liquidity, liquidator = accounts["liquidity"].address, accounts["liquidator"].address
+    for spec, token in zip(reserves, tokens, strict=True):
+        tx.call(me, token, aave.MINT_TO, liquidity, token_amount(spec, LIQUIDITY_USD))
+        tx.call(me, token, aave.MINT_TO, liquidator, token_amount(spec, LIQUIDATOR_USD))
+    tx.settle()
+    for spec, token in zip(reserves, tokens, strict=True):
+        tx.call(liquidity, token, aave.APPROVE, pool, aave.UINT256_MAX)
+        tx.call(liquidity, pool, aave.SUPPLY, token, token_amount(spec, LIQUIDITY_USD), liquidity, 0)
+    tx.settle()
