@@ -84,6 +84,7 @@ BALANCE_OF = Function("balanceOf(address)", _U256)
 DECIMALS = Function("decimals()", "uint8")
 SYMBOL = Function("symbol()", "string")
 APPROVE = Function("approve(address,uint256)", "bool")
+ALLOWANCE = Function("allowance(address,address)", _U256)
 MINT_TO = Function("mint(address,uint256)", "bool")
 
 # Price feeds

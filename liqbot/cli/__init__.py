@@ -8,11 +8,14 @@ import typer
 from rich.console import Console
 
 from liqbot.cli.devnet import devnet_app
+from liqbot.cli.ops import config_app, producer
 from liqbot.errors import LiqbotError
 
 app = typer.Typer(help="liqbot: an Aave v3 liquidation bot with a latency-first priority lane.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(config_app, name="config")
+app.command()(producer)
 
 err = Console(stderr=True)
 

@@ -1,0 +1,58 @@
+"""Celery configuration for liqbot: broker, the two lanes, routes, acks, expiry and the beat schedule.
+
+Values come from the validated settings (environment / MARKET_FILE); a bad value stops start-up
+with the variable's name.
+"""
+
+from kombu import Queue
+
+from liqbot.config import get_settings_or_exit
+
+_s = get_settings_or_exit()
+
+broker_url = _s.redis_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # A SIGKILLed worker's unacked liquidation comes back after this; tasks run far shorter, and a
+    # redelivered one past its expiry is dropped (the scanner finds the user again).
+    "visibility_timeout": 60,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+}
+task_queues = (Queue("priority", routing_key="priority"), Queue("default", routing_key="default"))
+task_default_queue = "default"
+task_create_missing_queues = False
+task_routes = {
+    "liqbot.check_and_liquidate": {"queue": "priority"},
+    "liqbot.*": {"queue": "default"},
+}
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_ignore_result = True
+task_serializer = "json"
+accept_content = ["json"]
+task_time_limit = 60
+task_soft_time_limit = 45
+worker_prefetch_multiplier = 1
+worker_disable_rate_limits = True
+worker_hijack_root_logger = False
+worker_send_task_events = False
+
+beat_schedule = {
+    "scan-at-risk": {
+        "task": "liqbot.scan_at_risk",
+        "schedule": _s.scan_interval_secs,
+        "options": {"expires": _s.scan_interval_secs},
+    },
+    "full-rescan": {
+        "task": "liqbot.full_rescan",
+        "schedule": _s.full_rescan_interval_secs,
+        "options": {"expires": _s.full_rescan_interval_secs},
+    },
+    "track-receipts": {
+        "task": "liqbot.track_receipts",
+        "schedule": 2.0,
+        "options": {"expires": 2.0},
+    },
+}

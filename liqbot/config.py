@@ -1,0 +1,226 @@
+"""Settings: read from the environment once, validated at start-up.
+
+A wrong or missing value fails with the variable's name and what was expected. `MARKET_FILE`
+(a devnet market file) fills in RPC_URL, WS_URL, POOL_ADDRESSES_PROVIDER, the liquidator key and
+START_BLOCK; anything set explicitly in the environment wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from liqbot.errors import ConfigError
+
+WAD = 10**18
+GWEI = 10**9
+ZERO_ADDRESS = "0x" + "0" * 40
+
+# What each variable expects, for error messages.
+EXPECTED = {
+    "rpc_url": "an http:// or https:// URL of an Ethereum JSON-RPC node",
+    "ws_url": "a ws:// or wss:// URL of the same node",
+    "pool_addresses_provider": "the 0x-address of the market's PoolAddressesProvider",
+    "liquidator_private_key": "a 0x-prefixed 32-byte hex private key",
+    "liquidator_key_file": "a path to a file (mode 0600) holding the private key",
+    "redis_url": "a redis://, rediss:// or unix:// URL",
+    "database_url": "an SQLAlchemy URL, e.g. sqlite:///liqbot.sqlite or postgresql+psycopg://user@host/db",
+    "ws_fast_path": "true or false",
+    "at_risk_hf": "a number above 1, e.g. 1.1",
+    "market_file": "a devnet market file written by `liqbot devnet up`",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+    market_file: Path | None = None
+    rpc_url: str
+    ws_url: str
+    pool_addresses_provider: str
+    liquidator_private_key: SecretStr | None = None
+    liquidator_key_file: Path | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "sqlite:///liqbot.sqlite"
+    ws_fast_path: bool = True
+    dedupe_window_secs: float = Field(2.0, gt=0, le=3600)
+    scan_interval_secs: float = Field(5.0, gt=0)
+    full_rescan_interval_secs: float = Field(60.0, gt=0)
+    at_risk_hf: Decimal = Field(Decimal("1.1"), gt=1, le=100)
+    start_block: int = Field(0, ge=0)
+    liquidation_max_age_secs: float = Field(30.0, gt=0)
+    priority_heartbeat_ttl_secs: float = Field(5.0, gt=0)
+    scan_batch_size: int = Field(500, ge=1, le=10_000)
+    log_page_blocks: int = Field(5_000, ge=1)
+    max_priority_fee_gwei: Decimal = Field(Decimal("1"), ge=0)
+    max_gas_price_gwei: Decimal = Field(Decimal("500"), gt=0)
+    rpc_timeout_secs: float = Field(10.0, gt=0)
+    redis_prefix: str = Field("liqbot", min_length=1)
+    log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_market_file(cls, data: Any) -> Any:
+        path = data.get("market_file") or data.get("MARKET_FILE") if isinstance(data, dict) else None
+        if not path:
+            return data
+        try:
+            market = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"MARKET_FILE: cannot read {path}: {exc}") from None
+        defaults = {
+            "rpc_url": market["rpc_url"], "ws_url": market["ws_url"],
+            "pool_addresses_provider": market["contracts"]["PoolAddressesProvider"],
+            "start_block": market.get("deploy_block", 0),
+        }
+        if not data.get("liquidator_key_file"):
+            defaults["liquidator_private_key"] = market["accounts"]["liquidator"]["private_key"]
+        return {**defaults, **{k: v for k, v in data.items() if v not in (None, "")}}
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL")
+        return v
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://")):
+            raise ValueError("not a ws(s) URL")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("not a redis URL")
+        return v
+
+    @field_validator("pool_addresses_provider")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not is_address(v) or int(v, 16) == 0:
+            raise ValueError("not a non-zero address")
+        return to_checksum_address(v)
+
+    @field_validator("liquidator_private_key")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            raw = v.get_secret_value().strip().removeprefix("0x")
+            if len(raw) != 64 or any(c not in "0123456789abcdefABCDEF" for c in raw):
+                raise ValueError("not a 32-byte hex key")  # never echo the value
+            return SecretStr("0x" + raw.lower())
+        return v
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Settings:
+        if (self.liquidator_private_key is None) == (self.liquidator_key_file is None):
+            raise ValueError("LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE: set exactly one of them")
+        return self
+
+    @property
+    def at_risk_hf_wad(self) -> int:
+        return int(self.at_risk_hf * WAD)
+
+    @property
+    def max_priority_fee_wei(self) -> int:
+        return int(self.max_priority_fee_gwei * GWEI)
+
+    @property
+    def max_gas_price_wei(self) -> int:
+        return int(self.max_gas_price_gwei * GWEI)
+
+    def private_key(self) -> str:
+        """The liquidator's key; read only where a transaction is signed."""
+        if self.liquidator_private_key is not None:
+            return self.liquidator_private_key.get_secret_value()
+        path = self.liquidator_key_file
+        assert path is not None
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            raw = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"LIQUIDATOR_KEY_FILE: cannot read {path}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise ConfigError(f"LIQUIDATOR_KEY_FILE: {path} has mode {mode:04o}; expected 0600 (chmod 600 {path})")
+        try:
+            return self._key(SecretStr(raw)).get_secret_value()  # type: ignore[union-attr]
+        except ValueError:
+            raise ConfigError(f"LIQUIDATOR_KEY_FILE: {path} does not hold a 32-byte hex key") from None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration, safe to print."""
+        out = self.model_dump()
+        if self.liquidator_private_key is not None:
+            out["liquidator_private_key"] = "0x****" + "(masked)"
+        out["redis_url"] = _mask_url(self.redis_url)
+        out["database_url"] = _mask_url(self.database_url)
+        return {k: (str(v) if isinstance(v, Path | Decimal) else v) for k, v in out.items()}
+
+
+def _mask_url(url: str) -> str:
+    """Hide a password in scheme://user:password@host."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:****@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning pydantic's report into one clear ConfigError."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            if field:
+                lines.append(f"{field.upper()}: {msg}; expected {EXPECTED.get(field, _expected_from(err))}")
+            else:
+                lines.append(msg)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if settings.liquidator_key_file is not None:
+        settings.private_key()  # fail at start-up, not at the first liquidation
+    return settings
+
+
+def _expected_from(err: dict) -> str:
+    ctx = err.get("ctx") or {}
+    if "gt" in ctx:
+        return f"a number above {ctx['gt']}"
+    if "ge" in ctx:
+        return f"a number of at least {ctx['ge']}"
+    if "le" in ctx:
+        return f"a number of at most {ctx['le']}"
+    return {"int_parsing": "an integer", "float_parsing": "a number", "decimal_parsing": "a number",
+            "bool_parsing": "true or false"}.get(err["type"], "a valid value")
+
+
+@cache
+def get_settings() -> Settings:
+    return load_settings(market_file=os.environ.get("MARKET_FILE") or None)
+
+
+def get_settings_or_exit() -> Settings:
+    """For entry points that liqbot's CLI does not wrap (celery worker / beat): one clear message, exit 2."""
+    import sys
+
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        print(f"liqbot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""The WebSocket producer: subscribe -> decode -> fast-path check -> enqueue."""

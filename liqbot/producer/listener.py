@@ -1,0 +1,226 @@
+"""The producer process: one WebSocket connection, a backfill from the durable cursor, then live.
+
+The event loop only reads the socket; decoding, health checks and publishing run on worker
+threads so a slow RPC batch never stalls the stream. The fast path (health check at once, route
+to the priority lane) runs before bookkeeping is published, and bookkeeping has a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import websockets
+
+from liqbot.chain.market import MarketInfo
+from liqbot.chain.reader import account_data
+from liqbot.chain.rpc import Rpc
+from liqbot.logs import FAST
+from liqbot.producer.events import PRICE_EVENTS, USER_EVENTS, classify, topics
+from liqbot.runtime import Runtime
+from liqbot.store.positions import exposure, get_cursor, known_users, set_cursor
+from liqbot.tasks.routing import Detection, route_liquidation
+
+log = logging.getLogger(__name__)
+CURSOR = "producer"
+FLAG = "ws_fast_path"
+
+
+class Producer:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.s = rt.settings
+        self.market: MarketInfo = rt.market
+        self.index: dict[str, set[str]] = {}
+        self.known: set[str] = set()
+        self.fast_path = self.s.ws_fast_path
+        self.cursor = 0
+        self._cursor_saved = 0.0
+        self._rpc_local = threading.local()
+        self._checks = ThreadPoolExecutor(2, thread_name_prefix="fast")
+        self._books = ThreadPoolExecutor(1, thread_name_prefix="books")
+        self.stopping = asyncio.Event()
+
+    # --- state ---------------------------------------------------------------------------------------
+    def rpc(self) -> Rpc:
+        rpc = getattr(self._rpc_local, "rpc", None)
+        if rpc is None:
+            rpc = self._rpc_local.rpc = Rpc(self.s.rpc_url, timeout=self.s.rpc_timeout_secs)
+        return rpc
+
+    def load(self) -> None:
+        with self.rt.sessions() as session:
+            self.index = exposure(session)
+            self.known = set(known_users(session))
+            stored = get_cursor(session, CURSOR)
+        self.cursor = stored if stored is not None else max(self.s.start_block - 1, -1)
+        flag = self.rt.state.get_flag(FLAG)
+        if flag is not None:
+            self.fast_path = flag
+        log.info("producer: %d known users, cursor at block %d, fast path %s", len(self.known), self.cursor,
+                 "on" if self.fast_path else "off")
+
+    def save_cursor(self, block: int, force: bool = False) -> None:
+        if block <= self.cursor and not force:
+            return
+        self.cursor = max(self.cursor, block)
+        if force or time.monotonic() - self._cursor_saved > 1.0:
+            with self.rt.sessions.begin() as session:
+                set_cursor(session, CURSOR, self.cursor)
+            self._cursor_saved = time.monotonic()
+
+    # --- acting on changes ---------------------------------------------------------------------------
+    def handle(self, logs: list[dict], detected_at: float, live: bool = True) -> None:
+        ch = classify(logs, self.market)
+        if ch.sources_changed:
+            self.market = self.rt.refresh_market()
+        for asset, user in ch.exposure:
+            self.index.setdefault(asset, set()).add(user)
+        users = dict(ch.users)
+        for asset, block in ch.prices.items():
+            for user in self.index.get(asset, ()):
+                users.setdefault(user, block)
+        if live and self.fast_path and users:
+            self.fast_check(users, detected_at)
+        if users:
+            self._books.submit(self._publish_updates, users, detected_at)
+
+    def fast_check(self, users: dict[str, int], detected_at: float) -> None:
+        """Health of every affected user in one batched call; liquidatable ones go to the priority lane."""
+        t0 = time.time()
+        accounts = account_data(self.rpc(), self.market.pool, list(users), self.s.scan_batch_size)
+        hits = [a for a in accounts.values() if a.liquidatable]
+        for acc in hits:
+            route_liquidation(Detection(acc.user, users[acc.user], detected_at, "fast"))
+        if hits:
+            log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, len(hits), len(users),
+                     (time.time() - t0) * 1000)
+
+    def _publish_updates(self, users: dict[str, int], detected_at: float) -> None:
+        from liqbot.tasks.positions import update_position
+
+        try:
+            for user, block in users.items():
+                update_position.apply_async((user, block, detected_at), queue="default", routing_key="default")
+                self.known.add(user)
+        except Exception:
+            log.exception("publishing update_position failed")
+
+    # --- backfill ------------------------------------------------------------------------------------
+    def backfill(self, to_block: int) -> None:
+        start = self.cursor + 1
+        if start > to_block:
+            return
+        addresses = [self.market.pool, *self.market.by_a_token]
+        total = to_block - start + 1
+        t0 = time.monotonic()
+        for page_start in range(start, to_block + 1, self.s.log_page_blocks):
+            page_end = min(page_start + self.s.log_page_blocks - 1, to_block)
+            logs = self.rpc().call("eth_getLogs", {"fromBlock": hex(page_start), "toBlock": hex(page_end),
+                                                   "address": addresses, "topics": topics(USER_EVENTS)})
+            self.handle(logs, time.time(), live=False)
+            self.save_cursor(page_end, force=True)
+            log.info("backfill: blocks %d-%d (%d/%d), %d logs", page_start, page_end, page_end - start + 1, total, len(logs))
+        self._books.submit(lambda: None).result()  # bookkeeping of the backfill published
+        log.info("backfill done: %d blocks in %.1f s, %d known users", total, time.monotonic() - t0, len(self.known))
+
+    # --- the live loop -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checks, self.load)
+        poll = asyncio.create_task(self._follow_flag())
+        try:
+            async with websockets.connect(self.s.ws_url, max_size=64 * 2**20, ping_interval=20) as ws:
+                await self._subscribe(ws)
+                head = int(await loop.run_in_executor(self._checks, self.rpc().call, "eth_blockNumber"), 16)
+                await loop.run_in_executor(self._checks, self.backfill, head)
+                backfilled_to = head
+                log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")
+                queue: asyncio.Queue = asyncio.Queue()
+                worker = asyncio.create_task(self._drain(queue))
+                try:
+                    async for frame in ws:
+                        if self.stopping.is_set():
+                            break
+                        now = time.time()
+                        for kind, payload in self._parse(frame):
+                            if kind == "log" and int(payload.get("blockNumber", "0x0"), 16) <= backfilled_to:
+                                continue
+                            await queue.put((kind, payload, now))
+                finally:
+                    worker.cancel()
+        finally:
+            poll.cancel()
+            self.save_cursor(self.cursor, force=True)
+
+    async def _subscribe(self, ws: websockets.ClientConnection) -> None:
+        self._subs: dict[str, str] = {}
+        watched = self.market.watched_addresses
+        requests = [
+            ("logs", ["logs", {"address": watched, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))}]),
+            ("heads", ["newHeads"]),
+        ]
+        for i, (kind, params) in enumerate(requests, 1):
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": "eth_subscribe", "params": params}))
+            reply = json.loads(await ws.recv())
+            if "error" in reply:
+                raise RuntimeError(f"eth_subscribe {kind} failed: {reply['error']}")
+            self._subs[reply["result"]] = kind
+        log.info("subscribed to logs of %d contracts and to new heads", len(watched))
+
+    def _parse(self, frame: str | bytes) -> Iterable[tuple[str, dict]]:
+        try:
+            msg = json.loads(frame)
+            params = msg["params"]
+            kind = self._subs.get(params["subscription"])
+            result = params["result"]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring a malformed frame (%s): %.200r", exc, frame)
+            return []
+        if kind is None or not isinstance(result, dict):
+            return []
+        return [("log" if kind == "logs" else "head", result)]
+
+    async def _drain(self, queue: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            kind, payload, seen_at = await queue.get()
+            batch = [(kind, payload, seen_at)]
+            while not queue.empty() and len(batch) < 1000:  # logs of one block arrive together: check them together
+                batch.append(queue.get_nowait())
+            logs = [p for k, p, _ in batch if k == "log"]
+            heads = [int(p["number"], 16) for k, p, _ in batch if k == "head" and "number" in p]
+            try:
+                if logs:
+                    await loop.run_in_executor(self._checks, self.handle, logs, batch[0][2])
+                if heads:
+                    await loop.run_in_executor(self._checks, self.save_cursor, max(heads) - 1)
+            except Exception:
+                log.exception("handling %d logs failed", len(logs))
+
+    async def _follow_flag(self) -> None:
+        """`liqbot config set ws-fast-path ...` takes effect within a second, no restart."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                flag = await loop.run_in_executor(None, self.rt.state.get_flag, FLAG)
+            except Exception as exc:
+                log.warning("cannot read the fast-path flag: %s", exc)
+                continue
+            if flag is not None and flag != self.fast_path:
+                self.fast_path = flag
+                log.info("fast path switched %s", "on" if flag else "off")
+
+
+def run_producer(rt: Runtime) -> None:
+    producer = Producer(rt)
+    try:
+        asyncio.run(producer.run())
+    except KeyboardInterrupt:
+        log.info("producer stopped")

@@ -1,0 +1,1 @@
+"""Adapters to what persists: Redis (locks, flags, heartbeats, counters) and SQL (positions, attempts)."""

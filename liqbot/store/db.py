@@ -1,0 +1,123 @@
+"""The position store: SQLAlchemy, SQLite (WAL) by default, PostgreSQL supported."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class Uint256(TypeDecorator):
+    """Token amounts exceed 64 bits: NUMERIC(78,0) on PostgreSQL, decimal text on SQLite; ints in Python."""
+
+    impl = String(78)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(78, 0))
+        return dialect.type_descriptor(String(78))
+
+    def process_bind_param(self, value: int | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> int | None:
+        return None if value is None else int(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    health_factor: Mapped[int] = mapped_column(BigInteger)  # wad, capped (domain.health.storable_hf)
+    collateral_base: Mapped[int] = mapped_column(BigInteger, default=0)
+    debt_base: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_block: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+    __table_args__ = (Index("ix_users_hf_debt", "health_factor", "debt_base"),)
+
+
+class Position(Base):
+    __tablename__ = "positions"
+    user: Mapped[str] = mapped_column(String(42), ForeignKey("users.address", ondelete="CASCADE"), primary_key=True)
+    asset: Mapped[str] = mapped_column(String(42), primary_key=True)
+    collateral: Mapped[int] = mapped_column(Uint256, default=0)
+    debt: Mapped[int] = mapped_column(Uint256, default=0)
+    collateral_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (Index("ix_positions_asset", "asset"),)
+
+
+class Attempt(Base):
+    """One liquidation attempt, from detection to outcome."""
+
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(String(42), index=True)
+    path: Mapped[str] = mapped_column(String(16))  # fast | scan | update | fallback
+    task_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detected_block: Mapped[int] = mapped_column(BigInteger, default=0)
+    detected_at: Mapped[float] = mapped_column(Float)
+    enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True, unique=True)
+    collateral_asset: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    debt_asset: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    debt_to_cover: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(24))  # sent | mined | reverted | skipped | failed
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # detection -> send
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mined_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Cursor(Base):
+    """Durable progress markers, e.g. the producer's last processed block."""
+
+    __tablename__ = "cursors"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    Base.metadata.create_all(engine)
+    return engine
+
+
+@cache
+def session_factory(url: str) -> sessionmaker:
+    return sessionmaker(make_engine(url), expire_on_commit=False)

@@ -1,0 +1,64 @@
+"""Reads and writes of users, positions and cursors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from liqbot.domain.health import AccountData, storable_hf
+from liqbot.domain.liquidation import ReservePosition
+from liqbot.store.db import Cursor, Position, User
+
+
+def save_position(session: Session, acc: AccountData, positions: Sequence[ReservePosition], block: int) -> None:
+    """Replace a user's stored position with what the chain says now."""
+    _upsert_user(session, acc, block)
+    session.execute(delete(Position).where(Position.user == acc.user))
+    session.add_all(
+        Position(user=acc.user, asset=p.asset, collateral=p.collateral, debt=p.debt, collateral_enabled=p.collateral_enabled)
+        for p in positions
+    )
+
+
+def save_health(session: Session, accounts: Iterable[AccountData], block: int) -> None:
+    """Refresh health factors from a scan; per-reserve rows are left to update_position."""
+    for acc in accounts:
+        _upsert_user(session, acc, block)
+
+
+def _upsert_user(session: Session, acc: AccountData, block: int) -> None:
+    user = session.get(User, acc.user) or User(address=acc.user)
+    user.health_factor = storable_hf(acc.health_factor)
+    user.collateral_base, user.debt_base = acc.collateral_base, acc.debt_base
+    user.updated_block, user.updated_at = block, time.time()
+    session.merge(user)
+
+
+def known_users(session: Session) -> list[str]:
+    return list(session.scalars(select(User.address).order_by(User.address)))
+
+
+def at_risk_users(session: Session, threshold_wad: int) -> list[str]:
+    return list(session.scalars(
+        select(User.address).where(User.health_factor < threshold_wad, User.debt_base > 0).order_by(User.health_factor)
+    ))
+
+
+def exposure(session: Session) -> dict[str, set[str]]:
+    """asset -> users holding it as collateral or debt."""
+    out: dict[str, set[str]] = {}
+    for user, asset in session.execute(select(Position.user, Position.asset)):
+        out.setdefault(asset, set()).add(user)
+    return out
+
+
+def get_cursor(session: Session, name: str) -> int | None:
+    row = session.get(Cursor, name)
+    return row.block if row else None
+
+
+def set_cursor(session: Session, name: str, block: int) -> None:
+    session.merge(Cursor(name=name, block=block))

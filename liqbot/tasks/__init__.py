@@ -1,0 +1,1 @@
+"""Celery task shells: fetch, call the core, act, record."""

@@ -1,0 +1,56 @@
+"""The beat scanner: a frequent scan of at-risk users and a full rescan of every known borrower."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from liqbot.celery import app
+from liqbot.chain.reader import account_data
+from liqbot.runtime import runtime
+from liqbot.store.positions import at_risk_users, known_users, save_health
+from liqbot.tasks.routing import Detection, route_liquidation
+
+log = logging.getLogger(__name__)
+
+
+def scan_users(users: list[str], what: str) -> int:
+    """Health-check users in batches, store their health, route the liquidatable ones."""
+    if not users:
+        return 0
+    rt = runtime()
+    s = rt.settings
+    t0 = time.monotonic()
+    block = int(rt.rpc.call("eth_blockNumber"), 16)
+    found = 0
+    for start in range(0, len(users), s.scan_batch_size * 4):
+        chunk = users[start : start + s.scan_batch_size * 4]
+        accounts = account_data(rt.rpc, rt.market.pool, chunk, s.scan_batch_size, block=hex(block))
+        now = time.time()
+        for acc in accounts.values():
+            if acc.liquidatable:
+                found += 1
+                route_liquidation(Detection(acc.user, block, now, "scan"))
+        with rt.sessions.begin() as session:
+            save_health(session, accounts.values(), block)
+        if len(users) > s.scan_batch_size * 4:
+            log.info("%s: %d/%d users checked", what, min(start + len(chunk), len(users)), len(users))
+    log.info("%s: %d users at block %d in %.0f ms, %d liquidatable", what, len(users), block,
+             (time.monotonic() - t0) * 1000, found)
+    return found
+
+
+@app.task(name="liqbot.scan_at_risk")
+def scan_at_risk() -> int:
+    rt = runtime()
+    with rt.sessions() as session:
+        users = at_risk_users(session, rt.settings.at_risk_hf_wad)
+    return scan_users(users, "at-risk scan")
+
+
+@app.task(name="liqbot.full_rescan")
+def full_rescan() -> int:
+    rt = runtime()
+    with rt.sessions() as session:
+        users = known_users(session)
+    return scan_users(users, "full rescan")
