@@ -54,6 +54,8 @@ def classify(logs: list[dict], market: MarketInfo, changes: Changes | None = Non
 
 def _classify_one(raw: dict, market: MarketInfo, ch: Changes) -> None:
     topic_list = raw.get("topics") or []
+    if not isinstance(topic_list, list):
+        raise TypeError("topics is not a list")
     event = BY_TOPIC.get(topic_list[0].lower()) if topic_list else None
     if event is None:
         return

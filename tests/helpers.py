@@ -1,0 +1,53 @@
+"""Small helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from liqbot.chain import aave
+from liqbot.chain.reader import account_data
+from liqbot.chain.rpc import Rpc
+from liqbot.domain.health import AccountData
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def liquidations(rpc: Rpc, pool: str, from_block: int) -> list[dict]:
+    logs = rpc.call("eth_getLogs", {"fromBlock": hex(from_block), "toBlock": "latest", "address": pool,
+                                    "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
+    return [{**aave.LIQUIDATION_CALL_EVENT.decode(log), "tx": log["transactionHash"]} for log in logs]
+
+
+def health_at(rpc: Rpc, pool: str, users: list[str], block: int) -> dict[str, AccountData]:
+    return account_data(rpc, pool, users, block=hex(block))
+
+
+def make_liquidatable_borrower(chain, who: str = "user4", weth: int = 10, usdc: int = 15_000, pct: int = -10) -> str:
+    """A borrower with `weth` WETH of collateral and `usdc` USDC of debt, then WETH moved by `pct`%."""
+    from liqbot.devnet import move_price
+    from liqbot.devnet.txs import TxSender
+
+    m = chain.market
+    user = m.account(who).address
+    tx = TxSender(chain.rpc)
+    w, u = m.reserve("WETH").address, m.reserve("USDC").address
+    tx.call(user, w, aave.MINT_TO, user, weth * 10**18)
+    tx.call(user, w, aave.APPROVE, m.pool, aave.UINT256_MAX)
+    tx.call(user, m.pool, aave.SUPPLY, w, weth * 10**18, user, 0)
+    tx.call(user, m.pool, aave.BORROW, u, usdc * 10**6, aave.VARIABLE_RATE, 0, user)
+    tx.settle()
+    move_price(m, "WETH", pct=pct)
+    return user
