@@ -65,6 +65,8 @@ def up(
         float | None, typer.Option("--block-time", help="Seconds per block (default: automine).", min=0.001)
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the market file.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 inside a container).")] = "127.0.0.1",
+    advertise: Annotated[str | None, typer.Option(help="Host name written to the market file (e.g. devnet).")] = None,
 ) -> None:
     """Start anvil, deploy a complete Aave v3 market, write the market file, run until Ctrl-C."""
     out = (out or state_dir() / "market.json").resolve()
@@ -74,7 +76,8 @@ def up(
         if _alive(prev["up_pid"]):
             raise DevnetError(f"a devnet is already running (pid {prev['up_pid']}, {prev['rpc_url']}); "
                               "stop it with `liqbot devnet down`")
-    dn = Devnet.start(port=port, block_time=block_time, log_path=out.parent / "anvil.log" if out.parent.is_dir() else None)
+    log_path = out.parent / "anvil.log" if out.parent.is_dir() else None
+    dn = Devnet.start(port=port, block_time=block_time, log_path=log_path, host=host, advertise=advertise)
     try:
         dn.market.save(out)
         state.parent.mkdir(parents=True, exist_ok=True)

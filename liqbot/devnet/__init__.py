@@ -33,17 +33,18 @@ class Devnet:
     @classmethod
     def start(
         cls, port: int | None = None, block_time: float | None = None, log_path: Path | None = None,
-        reserves: Sequence[ReserveSpec] = DEFAULT_RESERVES,
+        reserves: Sequence[ReserveSpec] = DEFAULT_RESERVES, host: str = "127.0.0.1", advertise: str | None = None,
     ) -> Devnet:
         t0 = time.monotonic()
-        anvil = Anvil(port or free_port(), block_time=block_time, log_path=log_path).start()
+        anvil = Anvil(port or free_port(), block_time=block_time, host=host, advertise=advertise, log_path=log_path).start()
         try:
             pid = anvil.process.pid if anvil.process else None
-            market = deploy_market(anvil.http_url, anvil.ws_url, reserves, anvil_pid=pid)
+            market = deploy_market(anvil.http_url, anvil.ws_url, reserves, anvil_pid=pid,
+                                   local_url=f"http://127.0.0.1:{anvil.port}")
         except BaseException:
             anvil.stop()
             raise
-        return cls(anvil, market, Rpc(anvil.http_url), round(time.monotonic() - t0, 3))
+        return cls(anvil, market, Rpc(f"http://127.0.0.1:{anvil.port}"), round(time.monotonic() - t0, 3))
 
     def snapshot(self) -> str:
         return self.rpc.call("evm_snapshot")

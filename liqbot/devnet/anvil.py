@@ -40,23 +40,29 @@ def free_port() -> int:
 class Anvil:
     port: int
     block_time: float | None = None
+    host: str = "127.0.0.1"
+    advertise: str | None = None  # the host name other machines / containers reach it by
     log_path: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
     _own_log: bool = field(default=False, repr=False)
 
     @property
+    def _public(self) -> str:
+        return self.advertise or ("127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host)
+
+    @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self._public}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self._public}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Anvil:
-        if not port_is_free(self.port):
-            raise DevnetError(f"port {self.port} is already in use on 127.0.0.1; pick another with --port")
+        if not port_is_free(self.port, self.host):
+            raise DevnetError(f"port {self.port} is already in use on {self.host}; pick another with --port")
         cmd = [
-            str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port),
+            str(anvil_binary()), "--host", self.host, "--port", str(self.port),
             "--mnemonic", MNEMONIC, "--accounts", "10", "--balance", "1000000",
             "--chain-id", str(CHAIN_ID),
         ]
@@ -68,7 +74,7 @@ class Anvil:
             self.log_path, self._own_log = Path(name), True
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        rpc = Rpc(self.http_url, timeout=1.0)
+        rpc = Rpc(f"http://127.0.0.1:{self.port}" if self.host in ("0.0.0.0", "::") else self.http_url, timeout=1.0)
         deadline = time.monotonic() + timeout
         try:
             while True:

@@ -39,10 +39,12 @@ def token_amount(spec: ReserveSpec, usd: int) -> int:
 
 
 def deploy_market(
-    rpc_url: str, ws_url: str, reserves: Sequence[ReserveSpec] = DEFAULT_RESERVES, anvil_pid: int | None = None
+    rpc_url: str, ws_url: str, reserves: Sequence[ReserveSpec] = DEFAULT_RESERVES, anvil_pid: int | None = None,
+    local_url: str | None = None,
 ) -> Market:
+    """Deploy through `local_url` (default `rpc_url`); the market file records `rpc_url` / `ws_url`."""
     started = time.monotonic()
-    rpc = Rpc(rpc_url)
+    rpc = Rpc(local_url or rpc_url)
     accounts = devnet_accounts()
     me = accounts["deployer"].address
     tx = TxSender(rpc)

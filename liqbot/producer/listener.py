@@ -45,6 +45,10 @@ class Producer:
         self._checks = ThreadPoolExecutor(2, thread_name_prefix="fast")
         self._books = ThreadPoolExecutor(1, thread_name_prefix="books")
         self.stopping = asyncio.Event()
+        self.resubscribe = False
+        self._subs: dict[str, str] = {}
+        self._pending_sub: int | None = None
+        self._unsubscribe: list[str] = []
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -79,6 +83,7 @@ class Producer:
         ch = classify(logs, self.market)
         if ch.sources_changed:
             self.market = self.rt.refresh_market()
+            self.resubscribe = True  # the new feed's AnswerUpdated must reach us too
         for asset, user in ch.exposure:
             self.index.setdefault(asset, set()).add(user)
         users = dict(ch.users)
@@ -142,7 +147,7 @@ class Producer:
                 backfilled_to = head
                 log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")
                 queue: asyncio.Queue = asyncio.Queue()
-                worker = asyncio.create_task(self._drain(queue))
+                worker = asyncio.create_task(self._drain(queue, ws))
                 try:
                     async for frame in ws:
                         if self.stopping.is_set():
@@ -159,23 +164,45 @@ class Producer:
             self.save_cursor(self.cursor, force=True)
 
     async def _subscribe(self, ws: websockets.ClientConnection) -> None:
-        self._subs: dict[str, str] = {}
+        """Subscribe before reading anything else, so replies cannot interleave with notifications."""
         watched = self.market.watched_addresses
-        requests = [
-            ("logs", ["logs", {"address": watched, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))}]),
-            ("heads", ["newHeads"]),
-        ]
-        for i, (kind, params) in enumerate(requests, 1):
-            await ws.send(json.dumps({"jsonrpc": "2.0", "id": i, "method": "eth_subscribe", "params": params}))
-            reply = json.loads(await ws.recv())
-            if "error" in reply:
-                raise RuntimeError(f"eth_subscribe {kind} failed: {reply['error']}")
-            self._subs[reply["result"]] = kind
+        self._subs[await self._request(ws, "eth_subscribe", ["logs", self._log_filter()])] = "logs"
+        self._subs[await self._request(ws, "eth_subscribe", ["newHeads"])] = "heads"
         log.info("subscribed to logs of %d contracts and to new heads", len(watched))
+
+    def _log_filter(self) -> dict:
+        return {"address": self.market.watched_addresses, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))}
+
+    async def _request(self, ws: websockets.ClientConnection, method: str, params: list) -> str:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        reply = json.loads(await ws.recv())
+        if "error" in reply:
+            raise RuntimeError(f"{method} failed: {reply['error']}")
+        return reply["result"]
+
+    async def _resubscribe_logs(self, ws: websockets.ClientConnection) -> None:
+        """A price source changed: watch the new feed. The reply comes back through the frame stream,
+        so it is matched by id there; notifications of the old subscription stay valid until then."""
+        self.resubscribe = False
+        self._pending_sub = 1_000_000 + len(self._subs)
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": self._pending_sub, "method": "eth_subscribe",
+                                  "params": ["logs", self._log_filter()]}))
+        log.info("price sources changed: subscribing to %d contracts", len(self.market.watched_addresses))
 
     def _parse(self, frame: str | bytes) -> Iterable[tuple[str, dict]]:
         try:
             msg = json.loads(frame)
+            if self._pending_sub is not None and msg.get("id") == self._pending_sub:
+                self._pending_sub = None
+                if "result" not in msg:
+                    log.error("re-subscribing to logs failed: %s", msg.get("error"))
+                    return []
+                old = [sid for sid, kind in self._subs.items() if kind == "logs"]
+                self._subs = {sid: kind for sid, kind in self._subs.items() if kind != "logs"}
+                self._subs[msg["result"]] = "logs"
+                for sid in old:
+                    self._unsubscribe.append(sid)
+                return []
             params = msg["params"]
             kind = self._subs.get(params["subscription"])
             result = params["result"]
@@ -186,7 +213,7 @@ class Producer:
             return []
         return [("log" if kind == "logs" else "head", result)]
 
-    async def _drain(self, queue: asyncio.Queue) -> None:
+    async def _drain(self, queue: asyncio.Queue, ws: websockets.ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         while True:
             kind, payload, seen_at = await queue.get()
@@ -200,6 +227,11 @@ class Producer:
                     await loop.run_in_executor(self._checks, self.handle, logs, batch[0][2])
                 if heads:
                     await loop.run_in_executor(self._checks, self.save_cursor, max(heads) - 1)
+                if self.resubscribe:
+                    await self._resubscribe_logs(ws)
+                while self._unsubscribe:
+                    sid = self._unsubscribe.pop()
+                    await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "eth_unsubscribe", "params": [sid]}))
             except Exception:
                 log.exception("handling %d logs failed", len(logs))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import select
@@ -97,3 +98,27 @@ def test_without_fast_path_the_scanner_and_update_position_liquidate_everyone(ch
     assert "fast" not in {a.path for a in attempts}
     assert {a.path for a in first.values()} <= {"scan", "update"}
     _report("scanner / update_position", first)
+
+
+def test_a_swapped_price_source_is_followed(chain: Devnet, env: dict, stack: Stack):
+    """AssetSourceUpdated: the producer re-reads the market and subscribes to the new feed."""
+    borrowers = [p.address for p in seed_borrowers(chain.market, 30, seed=23).borrowers]
+    stack.worker("priority", PRIORITY_WORKER)
+    stack.worker("default", DEFAULT_WORKER)
+    producer = stack.producer()
+    wait_until(lambda: _users_in_db(env) >= 30, 60, "backfilled borrowers in the store")
+    swap = move_price(chain.market, "WBTC", pct=0.0001, swap_source=True)
+    wait_until(lambda: "price sources changed" in producer.text(), 10, "the producer to resubscribe")
+    time.sleep(0.5)
+    move = move_price(chain.market, "WBTC", pct=-40)  # AnswerUpdated from the new feed only
+    assert move.feed == swap.feed
+    after = health_at(chain.rpc, chain.market.pool, borrowers, move.block)
+    liquidatable = {u for u, acc in after.items() if acc.liquidatable}
+    assert liquidatable
+
+    def done() -> bool:
+        return {e["user"] for e in liquidations(chain.rpc, chain.market.pool, move.block)} >= liquidatable
+
+    wait_until(done, 60, "liquidations after the new feed moved")
+    first = _first_sent(_attempts(env))
+    assert {first[u].path for u in liquidatable} == {"fast"}
