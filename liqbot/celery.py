@@ -10,7 +10,7 @@ import threading
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-app = Celery("liqbot", include=["liqbot.tasks.liquidate", "liqbot.tasks.positions", "liqbot.tasks.scan"])
+app = Celery("liqbot", include=["liqbot.tasks.liquidate", "liqbot.tasks.positions", "liqbot.tasks.receipts", "liqbot.tasks.scan"])
 app.config_from_object("celeryconfig")
 
 log = logging.getLogger(__name__)

@@ -37,6 +37,8 @@ EXPECTED = {
     "ws_fast_path": "true or false",
     "at_risk_hf": "a number above 1, e.g. 1.1",
     "market_file": "a devnet market file written by `liqbot devnet up`",
+    "close_factor_rules": "auto, v3.0 or v3.3",
+    "native_price_asset": "the symbol or address of the reserve priced like the gas token, e.g. WETH",
 }
 
 
@@ -64,6 +66,17 @@ class Settings(BaseSettings):
     max_priority_fee_gwei: Decimal = Field(Decimal("1"), ge=0)
     max_gas_price_gwei: Decimal = Field(Decimal("500"), gt=0)
     rpc_timeout_secs: float = Field(10.0, gt=0)
+    dry_run: bool = False
+    min_profit_base: int = Field(0, ge=0)
+    tip_profit_share_bps: int = Field(1000, ge=0, le=10_000)
+    native_price_asset: str = "WETH"
+    close_factor_rules: str = Field("auto", pattern="^(auto|v3.0|v3.3)$")
+    breaker_max_attempts: int = Field(200, ge=1)
+    breaker_window_secs: float = Field(60.0, gt=0)
+    breaker_max_failures: int = Field(3, ge=1)
+    breaker_cooldown_secs: float = Field(30.0, gt=0)
+    receipt_timeout_secs: float = Field(180.0, gt=0)
+    fault_inject_revert: bool = False  # tests only: send liquidations with too little gas, so they revert
     redis_prefix: str = Field("liqbot", min_length=1)
     log_level: str = "INFO"
 

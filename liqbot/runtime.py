@@ -12,7 +12,9 @@ from liqbot.chain.market import MarketInfo, discover_market
 from liqbot.chain.rpc import Rpc
 from liqbot.chain.sender import Sender
 from liqbot.config import Settings, get_settings
-from liqbot.store.db import session_factory
+from liqbot.domain.breaker import BreakerConfig, BreakerState
+from liqbot.store.breaker import Breaker
+from liqbot.store.db import BreakerEvent, session_factory
 from liqbot.store.redis import State
 
 MARKET_REFRESH_SECS = 300.0
@@ -28,6 +30,7 @@ class Runtime:
     _market_at: float = 0.0
     _sender: Sender | None = field(default=None, repr=False)
     _chain_id: int | None = None
+    _breaker: Breaker | None = field(default=None, repr=False)
 
     @property
     def market(self) -> MarketInfo:
@@ -50,10 +53,30 @@ class Runtime:
     @property
     def sender(self) -> Sender:
         if self._sender is None:
-            s = self.settings
-            self._sender = Sender(self.rpc, s.private_key(), self.chain_id, self.state.r, self.state.key("sendlock"),
-                                  s.max_priority_fee_wei, s.max_gas_price_wei)
+            self._sender = Sender(self.rpc, self.settings.private_key(), self.chain_id, self.state.r, self.state.key())
         return self._sender
+
+    @property
+    def native_asset(self) -> str | None:
+        """The reserve priced like the gas token (WETH on Ethereum), for gas costs in base units."""
+        want = self.settings.native_price_asset
+        for r in self.market.reserves:
+            if want.lower() in (r.symbol.lower(), r.asset.lower()):
+                return r.asset
+        return None
+
+    @property
+    def breaker(self) -> Breaker:
+        if self._breaker is None:
+            s = self.settings
+            cfg = BreakerConfig(s.breaker_max_attempts, s.breaker_window_secs, s.breaker_max_failures,
+                                s.breaker_cooldown_secs)
+            self._breaker = Breaker(self.state.r, self.state.key("breaker"), cfg, self._breaker_changed)
+        return self._breaker
+
+    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        with self.sessions.begin() as session:
+            session.add(BreakerEvent(at=time.time(), old_state=old.state, new_state=new.state, cause=new.cause[:200]))
 
     def warm(self) -> None:
         _ = self.market, self.chain_id, self.sender

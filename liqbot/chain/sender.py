@@ -1,8 +1,11 @@
-"""Sign and send transactions from the liquidator's key (EIP-1559).
+"""Sign and send transactions from the liquidator's key (EIP-1559), with a nonce allocator in Redis.
 
-Nonces: sends from one account are serialised by a short Redis lock; inside it the nonce is the
-node's pending count, so concurrent workers never collide and a failed send leaves no gap.
-Sends are never retried blindly: a send that raised is reported, and the scanner re-detects.
+Nonces: every send from one account holds a short Redis lock; inside it the nonce is the larger of
+the node's pending count and the next nonce we stored after our last send (a load-balanced RPC may
+not have seen that one yet). The stored value only moves after the node accepted the transaction,
+so concurrent workers never collide and a failed send leaves no gap; it expires after a minute of
+quiet, so a transaction dropped from the mempool cannot wedge the account. Sends are never retried
+blindly: a send that raised is reported, and the scanner re-detects.
 """
 
 from __future__ import annotations
@@ -11,77 +14,100 @@ import logging
 from dataclasses import dataclass
 
 import redis
+from eth_abi import decode
+from eth_abi.exceptions import DecodingError
 from eth_account import Account
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
+from liqbot.domain.fees import Fees
 from liqbot.errors import LiqbotError, RpcError
 
 log = logging.getLogger(__name__)
 APPROVED_ENOUGH = 2**255
+NONCE_MEMORY_SECS = 60
 
 
 class SimulationFailed(LiqbotError):
-    """eth_estimateGas reverted: the transaction would fail on chain."""
+    """The transaction reverts when simulated against the pending block."""
 
 
 @dataclass(frozen=True)
-class Fees:
-    max_fee: int
-    tip: int
+class Simulation:
+    gas: int  # limit to send with
+    base_fee: int  # of the latest block
 
 
-def fees(base_fee: int, tip_cap: int, max_fee_cap: int) -> Fees:
-    """2x the base fee plus the tip, never above the cap (pure)."""
-    tip = min(tip_cap, max_fee_cap)
-    return Fees(min(2 * base_fee + tip, max_fee_cap), tip)
+@dataclass(frozen=True)
+class Sent:
+    tx_hash: str
+    nonce: int
 
 
 class Sender:
-    def __init__(self, rpc: Rpc, private_key: str, chain_id: int, r: redis.Redis, lock_key: str,
-                 tip_wei: int, max_fee_wei: int):
+    def __init__(self, rpc: Rpc, private_key: str, chain_id: int, r: redis.Redis, key_prefix: str):
         self._account = Account.from_key(private_key)
         self.address: str = self._account.address
         self.rpc, self.chain_id, self.r = rpc, chain_id, r
-        self.lock_key = f"{lock_key}:{self.address}"
-        self.tip_wei, self.max_fee_wei = tip_wei, max_fee_wei
+        self._lock_key = f"{key_prefix}:sendlock:{self.address}"
+        self._nonce_key = f"{key_prefix}:nonce:{self.address}"
         self._approved: set[str] = set()
 
     def __repr__(self) -> str:  # never show the key
         return f"Sender({self.address})"
 
-    def prepare(self, to: str, data: str) -> tuple[int, Fees]:
-        """Simulate (eth_estimateGas) and price the transaction in one round trip."""
-        est, block = self.rpc.batch(
-            [("eth_estimateGas", [{"from": self.address, "to": to, "data": data}, "pending"]),
-             ("eth_getBlockByNumber", ["latest", False])], raise_errors=False)
-        if isinstance(est, RpcError):
-            raise SimulationFailed(str(est))
+    def simulate(self, to: str, data: str) -> Simulation:
+        """eth_call and eth_estimateGas against the pending block, with the base fee, in one round trip."""
+        tx = {"from": self.address, "to": to, "data": data}
+        call, est, block = self.rpc.batch(
+            [("eth_call", [tx, "pending"]), ("eth_estimateGas", [tx, "pending"]), ("eth_getBlockByNumber", ["latest", False])],
+            raise_errors=False)
+        for reply in (call, est):
+            if isinstance(reply, RpcError):
+                raise SimulationFailed(_reason(reply))
         if isinstance(block, RpcError):
             raise block
         gas = int(est, 16) * 12 // 10 + 20_000
-        return gas, fees(int(block.get("baseFeePerGas", "0x0"), 16), self.tip_wei, self.max_fee_wei)
+        return Simulation(gas, int(block.get("baseFeePerGas") or "0x0", 16))
 
-    def send(self, to: str, data: str, gas: int, fee: Fees) -> str:
-        with self.r.lock(self.lock_key, timeout=10, blocking_timeout=10):
-            nonce = int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
-            return self._sign_and_send(to, data, gas, fee, nonce)
+    def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:
+        with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
+            pending = int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
+            stored = self.r.get(self._nonce_key)
+            nonce = max(pending, int(stored) if stored is not None else 0)
+            tx_hash = self._sign_and_send(to, data, gas, fees, nonce)
+            self.r.set(self._nonce_key, nonce + 1, ex=NONCE_MEMORY_SECS)
+            return Sent(tx_hash, nonce)
 
-    def _sign_and_send(self, to: str, data: str, gas: int, fee: Fees, nonce: int) -> str:
+    def _sign_and_send(self, to: str, data: str, gas: int, fees: Fees, nonce: int) -> str:
         tx = {"chainId": self.chain_id, "nonce": nonce, "to": to, "data": data, "gas": gas, "value": 0,
-              "maxFeePerGas": fee.max_fee, "maxPriorityFeePerGas": fee.tip, "type": 2}
+              "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.tip, "type": 2}
         signed = self._account.sign_transaction(tx)
         return self.rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
 
-    def ensure_approved(self, token: str, spender: str) -> None:
-        """Approve `spender` for the token once (kept on chain; remembered per process)."""
+    def balances(self, tokens: list[str]) -> dict[str, int]:
+        raws = self.rpc.batch([("eth_call", [{"to": t, "data": aave.BALANCE_OF.calldata(self.address)}, "latest"])
+                               for t in tokens])
+        return {t: aave.BALANCE_OF.decode(raw) for t, raw in zip(tokens, raws, strict=True)}
+
+    def ensure_approved(self, token: str, spender: str, fees: Fees) -> None:
+        """Approve `spender` for the token once: kept on chain, remembered per process."""
         if token in self._approved:
             return
         allowance = aave.ALLOWANCE.decode(self.rpc.eth_call(token, aave.ALLOWANCE.calldata(self.address, spender)))
         if allowance < APPROVED_ENOUGH:
             data = aave.APPROVE.calldata(spender, aave.UINT256_MAX)
-            gas, fee = self.prepare(token, data)
-            tx_hash = self.send(token, data, gas, fee)
-            log.info("approved %s for %s (tx %s)", token, spender, tx_hash)
+            sim = self.simulate(token, data)
+            sent = self.send(token, data, sim.gas, fees)
+            log.info("approved %s for %s (tx %s)", token, spender, sent.tx_hash)
         self._approved.add(token)
 
+
+def _reason(err: RpcError) -> str:
+    data = err.data if isinstance(err.data, str) else ""
+    if data.startswith("0x08c379a0") and len(data) > 138:  # Error(string): Aave's numeric codes
+        try:
+            return f"{err} ({decode(['string'], bytes.fromhex(data[10:]))[0]})"
+        except (DecodingError, ValueError):
+            pass
+    return str(err)

@@ -1,11 +1,14 @@
-"""Which liquidation to send: the collateral/debt pair and the amount (pure)."""
+"""Which liquidation to send: every (collateral, debt) pair sized by the Pool's rules and our
+inventory, priced, and the most profitable one kept; or the reason there is none (pure)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from liqbot.domain.units import UINT256_MAX, value_base
+from liqbot.domain.close_factor import Rules, leaves_dust, max_liquidatable_debt
+from liqbot.domain.math import percent_div, percent_mul
+from liqbot.domain.units import WAD, value_base
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,12 +19,17 @@ class ReservePosition:
     decimals: int
     price: int  # base-currency units per whole token
     collateral: int  # aToken balance, token units
-    debt: int  # variable + stable debt, token units
+    debt: int  # debt the Pool counts for liquidation, token units
     collateral_enabled: bool
     liquidation_threshold: int  # bps
     liquidation_bonus: int  # bps, e.g. 10500
+    protocol_fee: int = 0  # bps of the bonus
     active: bool = True
     paused: bool = False
+
+    @property
+    def unit(self) -> int:
+        return 10**self.decimals
 
     @property
     def collateral_base(self) -> int:
@@ -33,7 +41,7 @@ class ReservePosition:
 
     @property
     def seizable(self) -> bool:
-        """Aave reverts a liquidation of collateral that is paused, inactive, not enabled, or has LT 0."""
+        """Aave reverts on collateral that is paused, inactive, not enabled, or has LT 0 (frozen is fine)."""
         return (self.collateral > 0 and self.collateral_enabled and self.liquidation_threshold > 0
                 and self.active and not self.paused)
 
@@ -43,18 +51,97 @@ class ReservePosition:
 
 
 @dataclass(frozen=True, slots=True)
-class LiquidationPlan:
+class Seizure:
+    collateral: int  # to the liquidator, collateral units
+    protocol_fee: int  # to the treasury, collateral units
+    debt_repaid: int  # debt units
+
+
+def seize(debt_to_cover: int, coll: ReservePosition, debt: ReservePosition) -> Seizure:
+    """LiquidationLogic._calculateAvailableCollateralToLiquidate, in integers."""
+    base_collateral = debt.price * debt_to_cover * coll.unit // (coll.price * debt.unit)
+    max_collateral = percent_mul(base_collateral, coll.liquidation_bonus)
+    if max_collateral > coll.collateral:
+        amount = coll.collateral
+        repaid = percent_div(coll.price * amount * debt.unit // (debt.price * coll.unit), coll.liquidation_bonus)
+    else:
+        amount, repaid = max_collateral, debt_to_cover
+    fee = 0
+    if coll.protocol_fee:
+        bonus = amount - percent_div(amount, coll.liquidation_bonus)
+        fee = percent_mul(bonus, coll.protocol_fee)
+    return Seizure(amount - fee, fee, repaid)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
     collateral_asset: str
     debt_asset: str
-    debt_to_cover: int  # token units of the debt asset; UINT256_MAX lets the Pool take the most allowed
+    debt_to_cover: int  # what to pass to liquidationCall
+    seizure: Seizure
+    gross_profit_base: int  # collateral received minus debt repaid, before gas
+
+    def profit_base(self, gas_cost_base: int) -> int:
+        return self.gross_profit_base - gas_cost_base
 
 
-def simple_plan(positions: Sequence[ReservePosition]) -> LiquidationPlan | None:
-    """The largest debt against the largest seizable collateral, covering what the close factor allows."""
-    collaterals = [p for p in positions if p.seizable]
-    debts = [p for p in positions if p.repayable]
-    if not collaterals or not debts:
-        return None
-    coll = max(collaterals, key=lambda p: (p.collateral_base, p.asset))
-    debt = max(debts, key=lambda p: (p.debt_base, p.asset))
-    return LiquidationPlan(coll.asset, debt.asset, UINT256_MAX)
+@dataclass(frozen=True, slots=True)
+class Decision:
+    plan: Candidate | None
+    reason: str  # why there is no plan ("" when there is one)
+    profit_base: int = 0
+
+
+def candidates(
+    positions: Sequence[ReservePosition], *, health_factor: int, total_debt_base: int, rules: Rules,
+    inventory: Mapping[str, int],
+) -> list[Candidate]:
+    """Every pair the Pool would accept, sized by the close factor, the collateral and our inventory."""
+    out = []
+    for debt in (p for p in positions if p.repayable):
+        cap = max_liquidatable_debt(rules, reserve_debt=debt.debt, health_factor=health_factor, debt_price=debt.price,
+                                    debt_unit=debt.unit, reserve_collateral_base=0, total_debt_base=total_debt_base)
+        for coll in (p for p in positions if p.seizable):
+            if rules is Rules.V33:  # the v3.3 cap looks at this pair's collateral too
+                cap = max_liquidatable_debt(rules, reserve_debt=debt.debt, health_factor=health_factor,
+                                            debt_price=debt.price, debt_unit=debt.unit,
+                                            reserve_collateral_base=coll.collateral_base, total_debt_base=total_debt_base)
+            cover = min(cap, inventory.get(debt.asset, 0))
+            if cover <= 0:
+                continue
+            s = seize(cover, coll, debt)
+            taken = s.collateral + s.protocol_fee
+            if leaves_dust(rules, debt_before=debt.debt, debt_repaid=s.debt_repaid, debt_price=debt.price,
+                           debt_unit=debt.unit, collateral_before=coll.collateral, collateral_taken=taken,
+                           collateral_price=coll.price, collateral_unit=coll.unit):
+                continue
+            gross = value_base(s.collateral, coll.price, coll.decimals) - value_base(s.debt_repaid, debt.price, debt.decimals)
+            out.append(Candidate(coll.asset, debt.asset, s.debt_repaid, s, gross))
+    return out
+
+
+def decide(
+    positions: Sequence[ReservePosition], *, health_factor: int, total_debt_base: int, rules: Rules,
+    inventory: Mapping[str, int], gas_cost_base: int, min_profit_base: int,
+) -> Decision:
+    """The most profitable liquidation, or why none is worth sending."""
+    if not (health_factor < WAD and total_debt_base > 0):
+        return Decision(None, "no longer liquidatable")
+    if not any(p.seizable for p in positions) or not any(p.repayable for p in positions):
+        return Decision(None, "no seizable collateral or repayable debt")
+    if not any(inventory.get(p.asset, 0) > 0 for p in positions if p.repayable):
+        return Decision(None, "no inventory")
+    found = candidates(positions, health_factor=health_factor, total_debt_base=total_debt_base, rules=rules,
+                       inventory=inventory)
+    if not found:
+        return Decision(None, "would leave dust")
+    best = max(found, key=lambda c: (c.gross_profit_base, c.collateral_asset, c.debt_asset))
+    profit = best.profit_base(gas_cost_base)
+    if profit < min_profit_base:
+        return Decision(None, "unprofitable", profit)
+    return Decision(best, "", profit)
+
+
+def gas_cost_base(gas: int, gas_price_wei: int, native_price: int) -> int:
+    """Gas in base-currency units: gas x price (wei) x native token price (base units per 1e18 wei)."""
+    return gas * gas_price_wei * native_price // WAD

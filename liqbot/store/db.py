@@ -84,11 +84,31 @@ class Attempt(Base):
     collateral_asset: Mapped[str | None] = mapped_column(String(42), nullable=True)
     debt_asset: Mapped[str | None] = mapped_column(String(42), nullable=True)
     debt_to_cover: Mapped[int | None] = mapped_column(Uint256, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(24))  # sent | mined | reverted | skipped | failed
+    outcome: Mapped[str] = mapped_column(String(24))  # sent|mined|reverted|replaced|dropped|skipped|failed|dry_run
     reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # detection -> send
     gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     mined_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_fee: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    tip: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    collateral_price: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    debt_price: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    expected_profit_base: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    realised_profit_base: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    debt_repaid: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    collateral_seized: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+
+
+class BreakerEvent(Base):
+    """Every state change of the circuit breaker, with its cause."""
+
+    __tablename__ = "breaker_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    old_state: Mapped[str] = mapped_column(String(16))
+    new_state: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(String(200))
 
 
 class Cursor(Base):

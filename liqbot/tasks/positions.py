@@ -1,4 +1,4 @@
-"""Bookkeeping on the default queue: positions and receipts."""
+"""Bookkeeping on the default queue: positions."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import logging
 import time
 
 from liqbot.celery import app
-from liqbot.chain.reader import user_positions
+from liqbot.chain.snapshot import read_snapshot
 from liqbot.runtime import runtime
-from liqbot.store.attempts import pending_attempts
 from liqbot.store.positions import save_position
 from liqbot.tasks.routing import Detection, route_liquidation
 
@@ -19,33 +18,9 @@ log = logging.getLogger(__name__)
 def update_position(user: str, block: int = 0, detected_at: float | None = None) -> bool:
     """Refresh the user's stored position; a liquidatable user is routed to the priority lane."""
     rt = runtime()
-    acc, positions = user_positions(rt.rpc, rt.market, user)
+    snap = read_snapshot(rt.rpc, rt.market, user)
     with rt.sessions.begin() as session:
-        save_position(session, acc, positions, block)
-    if acc.liquidatable:
-        route_liquidation(Detection(user, block, detected_at or time.time(), "update"))
-    return acc.liquidatable
-
-
-@app.task(name="liqbot.track_receipts")
-def track_receipts() -> int:
-    """Fill in the outcome of sent liquidations from their receipts, off the priority lane."""
-    rt = runtime()
-    with rt.sessions.begin() as session:
-        pending = pending_attempts(session)
-        if not pending:
-            return 0
-        receipts = rt.rpc.batch([("eth_getTransactionReceipt", [a.tx_hash]) for a in pending])
-        done = 0
-        for attempt, receipt in zip(pending, receipts, strict=True):
-            if receipt is None:
-                continue
-            ok = int(receipt["status"], 16) == 1
-            attempt.outcome = "mined" if ok else "reverted"
-            attempt.gas_used = int(receipt["gasUsed"], 16)
-            attempt.mined_block = int(receipt["blockNumber"], 16)
-            rt.state.release(attempt.user)
-            done += 1
-            log.info("receipt user=%s tx=%s %s in block %s", attempt.user, attempt.tx_hash, attempt.outcome,
-                     attempt.mined_block)
-    return done
+        save_position(session, snap.account, snap.positions, snap.block)
+    if snap.account.liquidatable:
+        route_liquidation(Detection(user, block or snap.block, detected_at or time.time(), "update"))
+    return snap.account.liquidatable

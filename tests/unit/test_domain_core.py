@@ -6,7 +6,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from liqbot.domain.health import HF_STORE_CAP, is_at_risk, is_liquidatable, storable_hf
-from liqbot.domain.liquidation import ReservePosition, simple_plan
 from liqbot.domain.units import UINT256_MAX, WAD, ZERO_ADDRESS, value_base
 from liqbot.domain.users import affected_users, reserves_in_use
 
@@ -49,19 +48,6 @@ def test_configuration_bitmap_round_trips(used):
         bitmap |= (int(borrowing) | int(collateral) << 1) << (2 * rid)
     expected = sorted((rid, b, c) for rid, (b, c) in used.items() if b or c)
     assert reserves_in_use(bitmap, 128) == expected
-
-
-def _pos(asset: str, coll: int, debt: int, price: int = 10**8, **kw) -> ReservePosition:
-    return ReservePosition(asset, 18, price, coll, debt, coll > 0, 8000, 10500, **kw)
-
-
-def test_simple_plan_takes_the_largest_seizable_collateral_and_largest_debt():
-    plan = simple_plan([_pos("0xS", 5 * WAD, 0), _pos("0xL", 9 * WAD, 0), _pos("0xD", 0, 3 * WAD),
-                        _pos("0xP", 99 * WAD, 0, paused=True), _pos("0xE", 0, WAD, price=10 * 10**8)])
-    assert plan is not None
-    assert (plan.collateral_asset, plan.debt_asset, plan.debt_to_cover) == ("0xL", "0xE", UINT256_MAX)
-    assert simple_plan([_pos("0xD", 0, WAD)]) is None
-    assert simple_plan([_pos("0xC", WAD, 0)]) is None
 
 
 def test_value_base_rounds_down():

@@ -1,0 +1,81 @@
+"""Receipts of sent liquidations, tracked on the default queue so the priority lane never waits:
+outcome (mined, reverted, replaced, dropped), gas, realised profit, and the breaker told."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from liqbot.celery import app
+from liqbot.chain import aave
+from liqbot.domain.liquidation import gas_cost_base
+from liqbot.domain.units import value_base
+from liqbot.runtime import Runtime, runtime
+from liqbot.store.attempts import pending_attempts
+from liqbot.store.db import Attempt
+
+log = logging.getLogger(__name__)
+
+
+def realised_profit(rt: Runtime, attempt: Attempt, receipt: dict, native_price: int) -> tuple[int | None, int, int]:
+    """Collateral received minus debt repaid (at the prices the decision used) minus gas actually paid."""
+    events = [aave.LIQUIDATION_CALL_EVENT.decode(log) for log in receipt.get("logs", [])
+              if log.get("topics") and log["topics"][0] == aave.LIQUIDATION_CALL_EVENT.topic0]
+    if not events or attempt.collateral_price is None or attempt.debt_price is None:
+        return None, 0, 0
+    ev = events[0]
+    coll = rt.market.by_asset[ev["collateralAsset"]]
+    debt = rt.market.by_asset[ev["debtAsset"]]
+    gas_paid = gas_cost_base(int(receipt["gasUsed"], 16), int(receipt.get("effectiveGasPrice", "0x0"), 16), native_price)
+    profit = (value_base(ev["liquidatedCollateralAmount"], attempt.collateral_price, coll.decimals)
+              - value_base(ev["debtToCover"], attempt.debt_price, debt.decimals) - gas_paid)
+    return profit, ev["debtToCover"], ev["liquidatedCollateralAmount"]
+
+
+@app.task(name="liqbot.track_receipts")
+def track_receipts() -> int:
+    rt = runtime()
+    done = 0
+    with rt.sessions.begin() as session:
+        pending = pending_attempts(session)
+        if not pending:
+            return 0
+        calls = [("eth_getTransactionReceipt", [a.tx_hash]) for a in pending]
+        calls += [("eth_getTransactionCount", [rt.sender.address, "latest"])]
+        native = rt.native_asset
+        if native:
+            calls.append(("eth_call", [{"to": rt.market.oracle, "data": aave.GET_ASSET_PRICE.calldata(native)}, "latest"]))
+        replies = rt.rpc.batch(calls)
+        receipts, mined_nonce = replies[: len(pending)], int(replies[len(pending)], 16)
+        native_price = aave.GET_ASSET_PRICE.decode(replies[-1]) if native else 0
+        for attempt, receipt in zip(pending, receipts, strict=True):
+            if receipt is None:
+                if not _gone(rt, attempt, mined_nonce):
+                    continue
+            else:
+                ok = int(receipt["status"], 16) == 1
+                attempt.outcome = "mined" if ok else "reverted"
+                attempt.gas_used = int(receipt["gasUsed"], 16)
+                attempt.mined_block = int(receipt["blockNumber"], 16)
+                if ok:
+                    attempt.realised_profit_base, attempt.debt_repaid, attempt.collateral_seized = realised_profit(
+                        rt, attempt, receipt, native_price)
+            rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {attempt.tx_hash}")
+            rt.state.release(attempt.user)
+            done += 1
+            log.info("receipt user=%s tx=%s %s%s", attempt.user, attempt.tx_hash, attempt.outcome,
+                     f" in block {attempt.mined_block}" if attempt.mined_block else "")
+    return done
+
+
+def _gone(rt: Runtime, attempt: Attempt, mined_nonce: int) -> bool:
+    """No receipt: replaced when its nonce was mined by another transaction, dropped when the node forgot
+    it for longer than RECEIPT_TIMEOUT_SECS."""
+    if attempt.nonce is not None and attempt.nonce < mined_nonce:
+        attempt.outcome, attempt.reason = "replaced", "nonce used by another transaction"
+        return True
+    if time.time() - (attempt.sent_at or 0) > rt.settings.receipt_timeout_secs and \
+            rt.rpc.call("eth_getTransactionByHash", attempt.tx_hash) is None:
+        attempt.outcome, attempt.reason = "dropped", "not in the mempool any more"
+        return True
+    return False
