@@ -77,10 +77,10 @@ def attempt(rt: Runtime, user: str, mark: str) -> Outcome:
     except SimulationFailed as exc:
         return Outcome("skipped", f"reverted in simulation: {exc}"[:200], info)
     gross = plan.gross_profit_base
-    net_before_tip = gross - gas_cost_base(sim.gas, sim.base_fee, snap.native_price)
-    fees = fee_core.bid(base_fee=sim.base_fee, gas=sim.gas, profit_base=net_before_tip, native_price=snap.native_price,
+    net_before_tip = gross - gas_cost_base(sim.estimate, sim.base_fee, snap.native_price)
+    fees = fee_core.bid(base_fee=sim.base_fee, gas=sim.estimate, profit_base=net_before_tip, native_price=snap.native_price,
                         min_tip=min_tip, profit_share_bps=s.tip_profit_share_bps, max_fee_cap=s.max_gas_price_wei)
-    expected = gross - gas_cost_base(sim.gas, sim.base_fee + fees.tip, snap.native_price)
+    expected = gross - gas_cost_base(sim.estimate, sim.base_fee + fees.tip, snap.native_price)
     info |= {"expected_profit_base": expected, "max_fee": fees.max_fee, "tip": fees.tip}
     if expected < s.min_profit_base:
         return Outcome("skipped", "unprofitable", info)

@@ -35,19 +35,28 @@ def health_at(rpc: Rpc, pool: str, users: list[str], block: int) -> dict[str, Ac
     return account_data(rpc, pool, users, block=hex(block))
 
 
-def make_liquidatable_borrower(chain, who: str = "user4", weth: int = 10, usdc: int = 15_000, pct: int = -10) -> str:
-    """A borrower with `weth` WETH of collateral and `usdc` USDC of debt, then WETH moved by `pct`%."""
-    from liqbot.devnet import move_price
+def open_position(chain, who: str, weth: int = 10, usdc: int = 15_000, wbtc: int = 0) -> str:
+    """`who` supplies `weth` WETH (and `wbtc` WBTC) and borrows `usdc` USDC."""
     from liqbot.devnet.txs import TxSender
 
     m = chain.market
     user = m.account(who).address
     tx = TxSender(chain.rpc)
-    w, u = m.reserve("WETH").address, m.reserve("USDC").address
-    tx.call(user, w, aave.MINT_TO, user, weth * 10**18)
-    tx.call(user, w, aave.APPROVE, m.pool, aave.UINT256_MAX)
-    tx.call(user, m.pool, aave.SUPPLY, w, weth * 10**18, user, 0)
-    tx.call(user, m.pool, aave.BORROW, u, usdc * 10**6, aave.VARIABLE_RATE, 0, user)
+    for symbol, amount in (("WETH", weth * 10**18), ("WBTC", wbtc * 10**8)):
+        if amount:
+            token = m.reserve(symbol).address
+            tx.call(user, token, aave.MINT_TO, user, amount)
+            tx.call(user, token, aave.APPROVE, m.pool, aave.UINT256_MAX)
+            tx.call(user, m.pool, aave.SUPPLY, token, amount, user, 0)
+    tx.call(user, m.pool, aave.BORROW, m.reserve("USDC").address, usdc * 10**6, aave.VARIABLE_RATE, 0, user)
     tx.settle()
-    move_price(m, "WETH", pct=pct)
+    return user
+
+
+def make_liquidatable_borrower(chain, who: str = "user4", weth: int = 10, usdc: int = 15_000, pct: int = -10) -> str:
+    """A borrower with `weth` WETH of collateral and `usdc` USDC of debt, then WETH moved by `pct`%."""
+    from liqbot.devnet import move_price
+
+    user = open_position(chain, who, weth, usdc)
+    move_price(chain.market, "WETH", pct=pct)
     return user

@@ -34,7 +34,8 @@ class SimulationFailed(LiqbotError):
 
 @dataclass(frozen=True)
 class Simulation:
-    gas: int  # limit to send with
+    estimate: int  # gas the node expects it to use
+    gas: int  # limit to send with: the estimate with headroom
     base_fee: int  # of the latest block
 
 
@@ -67,8 +68,8 @@ class Sender:
                 raise SimulationFailed(_reason(reply))
         if isinstance(block, RpcError):
             raise block
-        gas = int(est, 16) * 12 // 10 + 20_000
-        return Simulation(gas, int(block.get("baseFeePerGas") or "0x0", 16))
+        estimate = int(est, 16)
+        return Simulation(estimate, estimate * 12 // 10 + 20_000, int(block.get("baseFeePerGas") or "0x0", 16))
 
     def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:
         with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):

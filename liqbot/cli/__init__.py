@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from liqbot.cli.breaker import breaker_app
 from liqbot.cli.devnet import devnet_app
 from liqbot.cli.ops import config_app, producer
 from liqbot.errors import LiqbotError
@@ -15,6 +16,7 @@ app = typer.Typer(help="liqbot: an Aave v3 liquidation bot with a latency-first 
                   pretty_exceptions_enable=False)
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(config_app, name="config")
+app.add_typer(breaker_app, name="breaker")
 app.command()(producer)
 
 err = Console(stderr=True)

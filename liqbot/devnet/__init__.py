@@ -17,10 +17,12 @@ from liqbot.devnet.anvil import Anvil, free_port
 from liqbot.devnet.deploy import deploy_market
 from liqbot.devnet.market import DEFAULT_RESERVES, Market, ReserveSpec
 from liqbot.devnet.prices import PriceMove, move_price
-from liqbot.devnet.seed import SeedResult, seed_borrowers
+from liqbot.devnet.seed import SeedResult, Shape, seed_borrowers
 from liqbot.errors import DevnetError
 
-__all__ = ["DEFAULT_RESERVES", "Devnet", "Market", "PriceMove", "ReserveSpec", "SeedResult", "move_price", "seed_borrowers"]
+__all__ = [
+    "DEFAULT_RESERVES", "Devnet", "Market", "PriceMove", "ReserveSpec", "SeedResult", "Shape", "move_price", "seed_borrowers",
+]
 
 
 @dataclass

@@ -17,8 +17,8 @@ from liqbot.devnet.txs import TxSender, create_address
 
 ROLES = ("deployer", "liquidity", "liquidator", "treasury", "user4", "user5", "user6", "user7", "user8", "user9")
 ZERO = "0x0000000000000000000000000000000000000000"
-LIQUIDITY_USD = 50_000_000  # what the liquidity account supplies of every reserve, in USD
-LIQUIDATOR_USD = 5_000_000  # the liquidator's inventory of every asset, in USD
+LIQUIDITY_USD = 1_000_000_000  # what the liquidity account supplies of every reserve, in USD
+LIQUIDATOR_USD = 100_000_000  # the liquidator's inventory of every asset, in USD
 
 _LIBRARIES = ("SupplyLogic", "BorrowLogic", "LiquidationLogic", "EModeLogic", "BridgeLogic", "PoolLogic")
 

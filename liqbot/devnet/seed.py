@@ -52,8 +52,19 @@ def borrower_address(seed: int, index: int) -> str:
     return to_checksum_address(keccak(text=f"liqbot-devnet-borrower:{seed}:{index}")[12:])
 
 
-def _target_hf(rng: random.Random) -> int:
+@dataclass(frozen=True)
+class Shape:
+    """Optional limits on the borrowers: which assets they use, and a health-factor band (bps)."""
+
+    collaterals: tuple[str, ...] = ()
+    debts: tuple[str, ...] = ()
+    hf_range: tuple[int, int] | None = None
+
+
+def _target_hf(rng: random.Random, hf_range: tuple[int, int] | None = None) -> int:
     """Most borrowers near the edge, as in real markets, the rest spread up to 3."""
+    if hf_range:
+        return rng.randint(*hf_range)
     band = rng.random()
     if band < 0.45:
         return rng.randint(HF_MIN_BPS, 13_000)
@@ -62,16 +73,17 @@ def _target_hf(rng: random.Random) -> int:
     return rng.randint(18_000, HF_MAX_BPS)
 
 
-def plan_borrower(rng: random.Random, address: str, assets: list[AssetParams]) -> BorrowerPlan:
+def plan_borrower(rng: random.Random, address: str, assets: list[AssetParams], shape: Shape = Shape()) -> BorrowerPlan:
     """Pure: choose the assets and integer amounts for one borrower."""
-    plan = BorrowerPlan(address, _target_hf(rng))
-    collaterals = [a for a in assets if a.liquidation_threshold > 0]
+    plan = BorrowerPlan(address, _target_hf(rng, shape.hf_range))
+    collaterals = [a for a in assets if a.liquidation_threshold > 0 and (not shape.collaterals or a.symbol in shape.collaterals)]
     n_coll = min(len(collaterals), rng.choices([1, 2, 3], weights=[60, 30, 10])[0])
     chosen = rng.sample(collaterals, n_coll)
     total_base = int(10 ** rng.uniform(3, 5.7)) * 10**8  # $1k .. $500k
     weights = [rng.randint(1, 10) for _ in chosen]
     coll_base = {a.symbol: total_base * w // sum(weights) for a, w in zip(chosen, weights, strict=True)}
-    others = [a for a in assets if a.symbol not in coll_base] or assets
+    allowed = [a for a in assets if not shape.debts or a.symbol in shape.debts]
+    others = [a for a in allowed if a.symbol not in coll_base] or allowed
     debts = rng.sample(others, min(len(others), rng.choices([1, 2], weights=[70, 30])[0]))
     by_symbol = {a.symbol: a for a in assets}
 
@@ -116,23 +128,25 @@ class SeedResult:
 
 
 def seed_borrowers(
-    market: Market, n: int, seed: int = 1, chunk: int = 50, progress: Callable[[int], None] | None = None
+    market: Market, n: int, seed: int = 1, chunk: int = 50, progress: Callable[[int], None] | None = None,
+    shape: Shape = Shape(),
 ) -> SeedResult:
     if n <= 0:
         raise DevnetError("--borrowers must be at least 1")
     rpc = Rpc(market.rpc_url, timeout=120)
     try:
-        return _seed(rpc, market, n, seed, chunk, progress or (lambda _: None))
+        return _seed(rpc, market, n, seed, chunk, progress or (lambda _: None), shape)
     finally:
         rpc.call("anvil_autoImpersonateAccount", False)
         rpc.close()
 
 
-def _seed(rpc: Rpc, market: Market, n: int, seed: int, chunk: int, progress: Callable[[int], None]) -> SeedResult:
+def _seed(rpc: Rpc, market: Market, n: int, seed: int, chunk: int, progress: Callable[[int], None],
+          shape: Shape) -> SeedResult:
     rng = random.Random(seed)
     assets = read_assets(rpc, market)
     by_symbol = {a.symbol: a for a in assets}
-    plans = [plan_borrower(rng, borrower_address(seed, i), assets) for i in range(n)]
+    plans = [plan_borrower(rng, borrower_address(seed, i), assets, shape) for i in range(n)]
     funder = market.account("deployer").address
     pool = market.pool
     tx = TxSender(rpc)

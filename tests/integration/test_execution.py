@@ -1,0 +1,111 @@
+"""Execution on the real Aave devnet: close-factor sizing, the pair choice, the profit gate, and
+predictions checked against what the Pool actually seizes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from liqbot.chain import aave
+from liqbot.chain.snapshot import read_snapshot
+from liqbot.devnet import Devnet, move_price
+from liqbot.devnet.txs import TxSender
+from liqbot.domain.liquidation import decide
+from liqbot.execution import rules_for, run_and_record
+from liqbot.runtime import Runtime
+from liqbot.store.attempts import attempts_for
+from tests.helpers import liquidations, open_position
+
+WAD = 10**18
+
+
+def _record(user: str) -> dict:
+    now = time.time()
+    return {"user": user, "path": "fast", "detected_block": 1, "detected_at": now, "started_at": now}
+
+
+def _predict(rt: Runtime, user: str):
+    snap = read_snapshot(rt.rpc, rt.market, user, rt.sender.address, rt.native_asset)
+    d = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
+               rules=rules_for(rt), inventory=snap.inventory, gas_cost_base=0, min_profit_base=0)
+    return snap, d
+
+
+@pytest.mark.parametrize(("pct", "share"), [(-10, "half"), (-20, "all")])
+def test_close_factor_half_above_095_all_below_and_the_seizure_matches_the_pool(chain: Devnet, rt: Runtime, pct: int,
+                                                                                 share: str):
+    user = open_position(chain, "user4", weth=10, usdc=15_000)
+    start = move_price(chain.market, "WETH", pct=pct).block
+    snap, decision = _predict(rt, user)
+    hf = snap.account.health_factor
+    assert (0.95 * WAD < hf < WAD) if share == "half" else (hf <= 0.95 * WAD)
+    debt = next(p.debt for p in snap.positions if p.debt)
+
+    result = run_and_record(rt, _record(user), "⚡")
+    assert result.outcome == "sent", result.reason
+    (event,) = liquidations(chain.rpc, chain.market.pool, start)
+    expected_cover = debt // 2 if share == "half" else debt
+    assert event["debtToCover"] == pytest.approx(expected_cover, rel=1e-6)
+    # What the pure core predicted is what the Pool did (up to a second of interest).
+    plan = decision.plan
+    assert plan is not None
+    assert event["debtToCover"] == pytest.approx(plan.seizure.debt_repaid, rel=1e-6)
+    assert event["liquidatedCollateralAmount"] == pytest.approx(plan.seizure.collateral, rel=1e-6)
+
+
+def test_a_user_with_several_collaterals_is_liquidated_on_the_most_profitable_pair(chain: Devnet, rt: Runtime):
+    # $10k of WETH (bonus 5%) and $10k of WBTC (bonus 6.5%) against $14k USDC; WETH falls 25%.
+    user = open_position(chain, "user5", weth=5, usdc=14_000, wbtc=1)
+    m = chain.market
+    move_price(m, "WBTC", usd="10000")  # 1 WBTC = $10k for round numbers
+    start = move_price(m, "WETH", pct=-25).block
+    _, decision = _predict(rt, user)
+    assert decision.plan is not None
+    assert decision.plan.collateral_asset == m.reserve("WBTC").address
+    assert run_and_record(rt, _record(user), "⚡").outcome == "sent"
+    (event,) = liquidations(chain.rpc, m.pool, start)
+    assert event["collateralAsset"] == m.reserve("WBTC").address
+    assert event["debtAsset"] == m.reserve("USDC").address
+
+
+def test_a_dust_position_that_cannot_pay_for_its_gas_is_skipped_with_the_reason(chain: Devnet, rt: Runtime):
+    m = chain.market
+    user = m.account("user6").address
+    tx = TxSender(chain.rpc)
+    weth, usdc = m.reserve("WETH").address, m.reserve("USDC").address
+    tx.call(user, weth, aave.MINT_TO, user, 10**16)  # $20 of WETH
+    tx.call(user, weth, aave.APPROVE, m.pool, aave.UINT256_MAX)
+    tx.call(user, m.pool, aave.SUPPLY, weth, 10**16, user, 0)
+    tx.call(user, m.pool, aave.BORROW, usdc, 15 * 10**6, aave.VARIABLE_RATE, 0, user)  # $15 of USDC
+    tx.settle()
+    start = move_price(m, "WETH", pct=-15).block
+    assert read_snapshot(rt.rpc, rt.market, user).account.liquidatable
+    result = run_and_record(rt, _record(user), "⚡")
+    assert (result.outcome, result.reason) == ("skipped", "unprofitable")
+    with rt.sessions() as s:
+        (attempt,) = attempts_for(s, user)
+    assert (attempt.outcome, attempt.reason) == ("skipped", "unprofitable")
+    assert attempt.expected_profit_base < 0
+    assert liquidations(chain.rpc, m.pool, start) == []
+
+
+def test_dry_run_does_everything_but_send(chain: Devnet, env: dict, monkeypatch: pytest.MonkeyPatch):
+    from tests.integration.conftest import reset_caches
+
+    monkeypatch.setenv("DRY_RUN", "true")
+    reset_caches()
+    from liqbot.runtime import runtime
+
+    rt = runtime()
+    user = open_position(chain, "user7", weth=10, usdc=15_000)
+    start = move_price(chain.market, "WETH", pct=-10).block
+    result = run_and_record(rt, _record(user), "⚡")
+    assert result.outcome == "dry_run"
+    with rt.sessions() as s:
+        (attempt,) = attempts_for(s, user)
+    assert attempt.outcome == "dry_run"
+    assert attempt.tx_hash is None
+    assert attempt.expected_profit_base > 0
+    assert attempt.debt_asset == chain.market.reserve("USDC").address
+    assert liquidations(chain.rpc, chain.market.pool, start) == []
