@@ -39,6 +39,9 @@ worker_disable_rate_limits = True
 worker_hijack_root_logger = False
 worker_send_task_events = False
 
+beat_scheduler = "liqbot.beat:LeasedScheduler"
+beat_max_loop_interval = 1
+
 beat_schedule = {
     "scan-at-risk": {
         "task": "liqbot.scan_at_risk",

@@ -6,6 +6,8 @@ reverted in simulation)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from liqbot.store.attempts import record_attempt
 log = logging.getLogger(__name__)
 PLANNING_GAS = 400_000  # a liquidation's gas before it is estimated (v3 liquidations use 250k-450k)
 INJECTED_REVERT_GAS = 60_000
+EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
 
 
 @dataclass
@@ -46,8 +49,10 @@ def debt_to_cover_arg(plan: Candidate, snap: Snapshot) -> int:
     return UINT256_MAX if held > plan.debt_to_cover + plan.debt_to_cover // 500 else plan.debt_to_cover
 
 
-def attempt(rt: Runtime, user: str, mark: str) -> Outcome:
+def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = None) -> Outcome:
     s, market = rt.settings, rt.market
+    if rt.state.r.get(rt.state.key("dedupe", user)) == "sent":
+        return Outcome("skipped", "already sent, awaiting its receipt")  # a redelivered task
     allowed, why = rt.breaker.allow()
     if not allowed:
         return Outcome("skipped", why)
@@ -90,22 +95,46 @@ def attempt(rt: Runtime, user: str, mark: str) -> Outcome:
         return Outcome("dry_run", "", info)
     gas = INJECTED_REVERT_GAS if s.fault_inject_revert else sim.gas
     rt.breaker.attempted()
+
+    def intent(tx_hash: str, nonce: int) -> None:
+        """Before the bytes leave: mark the user and keep what we are about to send, so a worker killed
+        right after the send still ends up with exactly one attempt row (see tasks.receipts)."""
+        rt.state.r.set(rt.state.key("dedupe", user), "sent", px=int(s.liquidation_max_age_secs * 1000))
+        rt.state.r.hset(rt.state.key("inflight"), tx_hash, json.dumps(
+            {**(record or {"user": user}), **info, "tx_hash": tx_hash, "nonce": nonce, "sent_at": time.time()}))
+
     try:
-        sent = sender.send(market.pool, data, gas, fees)
+        sent = sender.send(market.pool, data, gas, fees, before_send=intent)
     except (RpcError, OSError) as exc:
+        rt.state.release(user)
         rt.breaker.result(False, f"send failed: {exc}")
         return Outcome("failed", f"send failed: {exc}"[:200], info)
     return Outcome("sent", "", info | {"tx_hash": sent.tx_hash, "nonce": sent.nonce, "sent_at": time.time()})
 
 
 def run_and_record(rt: Runtime, record: dict[str, Any], mark: str) -> Outcome:
-    """Attempt the liquidation and store what happened."""
-    result = attempt(rt, record["user"], mark)
+    """Attempt the liquidation and store what happened. Nothing raises out of here: an RPC or Redis
+    failure is recorded as a failed attempt and counted by the breaker."""
+    user = record["user"]
+    running = rt.state.key("executing", user)
+    try:
+        # One attempt per user at a time, across every worker: two tasks for the same user (a
+        # detection after the dedupe window, a redelivery) must not both send.
+        if rt.state.r.set(running, record.get("task_id") or "1", nx=True, px=EXECUTING_TTL_MS):
+            try:
+                result = attempt(rt, user, mark, record)
+            finally:
+                rt.state.r.delete(running)
+        else:
+            result = Outcome("skipped", "another attempt for this user is in progress")
+    except Exception as exc:
+        log.exception("%s attempt for user=%s failed", mark, record["user"])
+        with contextlib.suppress(Exception):
+            rt.breaker.result(False, f"{type(exc).__name__}: {exc}")
+        result = Outcome("failed", f"{type(exc).__name__}: {exc}"[:200])
     fields = {**record, **result.fields, "outcome": result.outcome, "reason": result.reason or None}
     if result.outcome == "sent":
         fields["latency_ms"] = (fields["sent_at"] - record["detected_at"]) * 1000
-        # Hold the user until the receipt is in, so no second detection races the pending transaction.
-        rt.state.r.set(rt.state.key("dedupe", record["user"]), "sent", px=int(rt.settings.liquidation_max_age_secs * 1000))
         log.info("%s liquidation sent user=%s block=%s path=%s detect->send=%.1fms start->send=%.1fms "
                  "expected profit=%.2f tx=%s", mark, record["user"], record["detected_block"], record["path"],
                  fields["latency_ms"], (fields["sent_at"] - record["started_at"]) * 1000,
@@ -115,4 +144,6 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str) -> Outcome:
                  f": {result.reason}" if result.reason else "")
     with rt.sessions.begin() as session:
         record_attempt(session, **fields)
+    if result.outcome == "sent":
+        rt.state.r.hdel(rt.state.key("inflight"), fields["tx_hash"])
     return result

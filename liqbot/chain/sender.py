@@ -11,6 +11,7 @@ blindly: a send that raised is reported, and the scanner re-detects.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -71,20 +72,27 @@ class Sender:
         estimate = int(est, 16)
         return Simulation(estimate, estimate * 12 // 10 + 20_000, int(block.get("baseFeePerGas") or "0x0", 16))
 
-    def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:
+    def send(self, to: str, data: str, gas: int, fees: Fees,
+             before_send: Callable[[str, int], None] | None = None) -> Sent:
+        """`before_send(tx_hash, nonce)` runs between signing and sending: a record of intent that
+        survives the process being killed mid-send."""
         with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
             pending = int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
             stored = self.r.get(self._nonce_key)
             nonce = max(pending, int(stored) if stored is not None else 0)
-            tx_hash = self._sign_and_send(to, data, gas, fees, nonce)
+            tx = {"chainId": self.chain_id, "nonce": nonce, "to": to, "data": data, "gas": gas, "value": 0,
+                  "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.tip, "type": 2}
+            signed = self._account.sign_transaction(tx)
+            tx_hash = "0x" + bytes(signed.hash).hex()
+            if before_send:
+                before_send(tx_hash, nonce)
+            returned = self.rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
             self.r.set(self._nonce_key, nonce + 1, ex=NONCE_MEMORY_SECS)
-            return Sent(tx_hash, nonce)
+            return Sent(returned or tx_hash, nonce)
 
-    def _sign_and_send(self, to: str, data: str, gas: int, fees: Fees, nonce: int) -> str:
-        tx = {"chainId": self.chain_id, "nonce": nonce, "to": to, "data": data, "gas": gas, "value": 0,
-              "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.tip, "type": 2}
-        signed = self._account.sign_transaction(tx)
-        return self.rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+    def forget_nonce(self) -> None:
+        """After a reorg the chain's nonce may go back: stop trusting the stored one."""
+        self.r.delete(self._nonce_key)
 
     def balances(self, tokens: list[str]) -> dict[str, int]:
         raws = self.rpc.batch([("eth_call", [{"to": t, "data": aave.BALANCE_OF.calldata(self.address)}, "latest"])

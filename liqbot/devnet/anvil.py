@@ -74,7 +74,7 @@ class Anvil:
             self.log_path, self._own_log = Path(name), True
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        rpc = Rpc(f"http://127.0.0.1:{self.port}" if self.host in ("0.0.0.0", "::") else self.http_url, timeout=1.0)
+        rpc = Rpc(f"http://127.0.0.1:{self.port}" if self.host in ("0.0.0.0", "::") else self.http_url, timeout=1.0, retries=1)
         deadline = time.monotonic() + timeout
         try:
             while True:

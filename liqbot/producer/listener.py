@@ -3,15 +3,23 @@
 The event loop only reads the socket; decoding, health checks and publishing run on worker
 threads so a slow RPC batch never stalls the stream. The fast path (health check at once, route
 to the priority lane) runs before bookkeeping is published, and bookkeeping has a thread of its own.
+
+Faults: a dropped connection is retried with backoff and jitter, and the gap is backfilled from the
+cursor (stored in the database, not in Redis). What cannot be published while Redis is down waits in
+a bounded buffer that drains when Redis is back. Only the holder of the producer lease works; a
+standby takes over within the lease's TTL when the active producer dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,15 +28,24 @@ import websockets
 from liqbot.chain.market import MarketInfo
 from liqbot.chain.reader import account_data
 from liqbot.chain.rpc import Rpc
+from liqbot.errors import RpcError
 from liqbot.logs import FAST
 from liqbot.producer.events import PRICE_EVENTS, USER_EVENTS, classify, topics
 from liqbot.runtime import Runtime
+from liqbot.store.lease import Lease
 from liqbot.store.positions import exposure, get_cursor, known_users, set_cursor
 from liqbot.tasks.routing import Detection, route_liquidation
 
 log = logging.getLogger(__name__)
 CURSOR = "producer"
 FLAG = "ws_fast_path"
+BUFFER_MAX = 100_000
+LEASE_TTL_SECS = 5.0
+STREAM_ERRORS = (websockets.ConnectionClosed, websockets.InvalidHandshake, OSError, RpcError, asyncio.TimeoutError)
+
+
+class LostLease(Exception):
+    """Another producer holds the lease now: stop working, go back to standby."""
 
 
 class Producer:
@@ -44,11 +61,15 @@ class Producer:
         self._rpc_local = threading.local()
         self._checks = ThreadPoolExecutor(2, thread_name_prefix="fast")
         self._books = ThreadPoolExecutor(1, thread_name_prefix="books")
-        self.stopping = asyncio.Event()
         self.resubscribe = False
         self._subs: dict[str, str] = {}
         self._pending_sub: int | None = None
         self._unsubscribe: list[str] = []
+        # user -> (block, detected_at, liquidatable?) waiting for Redis
+        self.buffer: OrderedDict[str, tuple[int, float, bool]] = OrderedDict()
+        self._buffer_lock = threading.Lock()
+        self.lease = Lease(rt.state.r, rt.state.key("producer", "leader"), LEASE_TTL_SECS)
+        self.reconnects = 0
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -63,9 +84,12 @@ class Producer:
             self.known = set(known_users(session))
             stored = get_cursor(session, CURSOR)
         self.cursor = stored if stored is not None else max(self.s.start_block - 1, -1)
-        flag = self.rt.state.get_flag(FLAG)
-        if flag is not None:
-            self.fast_path = flag
+        try:
+            flag = self.rt.state.get_flag(FLAG)
+            if flag is not None:
+                self.fast_path = flag
+        except Exception as exc:
+            log.warning("cannot read the fast-path flag from Redis (%s); using WS_FAST_PATH", exc)
         log.info("producer: %d known users, cursor at block %d, fast path %s", len(self.known), self.cursor,
                  "on" if self.fast_path else "off")
 
@@ -78,8 +102,20 @@ class Producer:
                 set_cursor(session, CURSOR, self.cursor)
             self._cursor_saved = time.monotonic()
 
+    def report(self, state: str, **extra: object) -> None:
+        """Connection state for `liqbot status` (best effort: Redis may be the thing that is down)."""
+        with contextlib.suppress(Exception):
+            self.rt.state.r.hset(self.rt.state.key("producer", "status"), mapping={
+                "state": state, "since": f"{time.time():.3f}", "owner": self.lease.owner, "cursor": str(self.cursor),
+                "reconnects": str(self.reconnects), "buffered": str(len(self.buffer)),
+                "fast_path": "1" if self.fast_path else "0", **{k: str(v) for k, v in extra.items()}})
+
     # --- acting on changes ---------------------------------------------------------------------------
     def handle(self, logs: list[dict], detected_at: float, live: bool = True) -> None:
+        removed = [lg for lg in logs if lg.get("removed")]
+        if removed:
+            self._reorged(removed)
+            logs = [lg for lg in logs if not lg.get("removed")]
         ch = classify(logs, self.market)
         if ch.sources_changed:
             self.market = self.rt.refresh_market()
@@ -95,13 +131,32 @@ class Producer:
         if users:
             self._books.submit(self._publish_updates, users, detected_at)
 
+    def _reorged(self, removed: list[dict]) -> None:
+        """Logs of blocks that left the chain: re-read those users, and let receipts be checked again."""
+        ch = classify(removed, self.market)
+        tx_hashes = sorted({lg.get("transactionHash") for lg in removed if lg.get("transactionHash")})
+        log.warning("reorg: %d logs removed (blocks %s), %d users to re-read", len(removed),
+                    sorted({int(lg.get("blockNumber", "0x0"), 16) for lg in removed}), len(ch.users))
+        from liqbot.tasks.receipts import reorged
+
+        try:
+            reorged.apply_async((tx_hashes,), queue="default", routing_key="default")
+        except Exception as exc:
+            log.warning("could not publish the reorg task: %s", exc)
+        if ch.users:
+            self._books.submit(self._publish_updates, dict(ch.users), time.time())
+
     def fast_check(self, users: dict[str, int], detected_at: float) -> None:
         """Health of every affected user in one batched call; liquidatable ones go to the priority lane."""
         t0 = time.time()
         accounts = account_data(self.rpc(), self.market.pool, list(users), self.s.scan_batch_size)
         hits = [a for a in accounts.values() if a.liquidatable]
         for acc in hits:
-            route_liquidation(Detection(acc.user, users[acc.user], detected_at, "fast"))
+            try:
+                route_liquidation(Detection(acc.user, users[acc.user], detected_at, "fast"))
+            except Exception as exc:  # Redis or the broker is down: keep it for later
+                log.warning("%s cannot route user=%s now (%s); buffered", FAST, acc.user, exc)
+                self._buffer({acc.user: users[acc.user]}, detected_at, liquidatable=True)
         if hits:
             log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, len(hits), len(users),
                      (time.time() - t0) * 1000)
@@ -109,75 +164,149 @@ class Producer:
     def _publish_updates(self, users: dict[str, int], detected_at: float) -> None:
         from liqbot.tasks.positions import update_position
 
-        try:
-            for user, block in users.items():
+        pending = list(users.items())
+        for i, (user, block) in enumerate(pending):
+            try:
                 update_position.apply_async((user, block, detected_at), queue="default", routing_key="default")
-                self.known.add(user)
-        except Exception:
-            log.exception("publishing update_position failed")
+            except Exception as exc:
+                log.warning("publishing update_position failed (%s); buffering %d users", exc, len(pending) - i)
+                self._buffer(dict(pending[i:]), detected_at, liquidatable=False)
+                return
+            self.known.add(user)
+
+    def _buffer(self, users: dict[str, int], detected_at: float, liquidatable: bool) -> None:
+        with self._buffer_lock:
+            for user, block in users.items():
+                prev = self.buffer.pop(user, None)
+                self.buffer[user] = (block, detected_at, liquidatable or bool(prev and prev[2]))
+            while len(self.buffer) > BUFFER_MAX:  # the full rescan still finds whoever falls out
+                self.buffer.popitem(last=False)
+
+    def drain_buffer(self) -> int:
+        """Publish what waited for Redis, oldest first; stop at the first failure."""
+        from liqbot.tasks.positions import update_position
+
+        done = 0
+        while True:
+            with self._buffer_lock:
+                if not self.buffer:
+                    return done
+                user, (block, detected_at, liquidatable) = next(iter(self.buffer.items()))
+            try:
+                if liquidatable:
+                    route_liquidation(Detection(user, block, detected_at, "fast"))
+                update_position.apply_async((user, block, detected_at), queue="default", routing_key="default")
+            except Exception:
+                return done
+            with self._buffer_lock:
+                self.buffer.pop(user, None)
+            done += 1
 
     # --- backfill ------------------------------------------------------------------------------------
-    def backfill(self, to_block: int) -> None:
+    def backfill(self, to_block: int, live: bool = False) -> None:
+        """Logs from the cursor to `to_block`, in pages. After a reconnect (`live`) the gap's price moves
+        and positions go through the fast path as if they had just arrived."""
         start = self.cursor + 1
         if start > to_block:
             return
-        addresses = [self.market.pool, *self.market.by_a_token]
+        addresses = self.market.watched_addresses
         total = to_block - start + 1
         t0 = time.monotonic()
         for page_start in range(start, to_block + 1, self.s.log_page_blocks):
             page_end = min(page_start + self.s.log_page_blocks - 1, to_block)
             logs = self.rpc().call("eth_getLogs", {"fromBlock": hex(page_start), "toBlock": hex(page_end),
-                                                   "address": addresses, "topics": topics(USER_EVENTS)})
-            self.handle(logs, time.time(), live=False)
+                                                   "address": addresses, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))})
+            self.handle(logs, time.time(), live=live)
             self.save_cursor(page_end, force=True)
             log.info("backfill: blocks %d-%d (%d/%d), %d logs", page_start, page_end, page_end - start + 1, total, len(logs))
-        self._books.submit(lambda: None).result()  # bookkeeping of the backfill published
+        self._books.submit(lambda: None).result()  # bookkeeping of the backfill published (or buffered)
         log.info("backfill done: %d blocks in %.1f s, %d known users", total, time.monotonic() - t0, len(self.known))
 
-    # --- the live loop -------------------------------------------------------------------------------
+    # --- the loop ------------------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._checks, self.load)
-        poll = asyncio.create_task(self._follow_flag())
+        helpers = [asyncio.create_task(self._follow_flag()), asyncio.create_task(self._drain_forever())]
+        delay = 0.0
         try:
-            async with websockets.connect(self.s.ws_url, max_size=64 * 2**20, ping_interval=20) as ws:
-                await self._subscribe(ws)
-                head = int(await loop.run_in_executor(self._checks, self.rpc().call, "eth_blockNumber"), 16)
-                await loop.run_in_executor(self._checks, self.backfill, head)
-                backfilled_to = head
-                log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")
-                queue: asyncio.Queue = asyncio.Queue()
-                worker = asyncio.create_task(self._drain(queue, ws))
+            while True:
+                if not await loop.run_in_executor(None, self.lease.hold):
+                    self.report("standby", leader=self.lease.holder() or "")
+                    await asyncio.sleep(1.0)
+                    continue
                 try:
-                    async for frame in ws:
-                        if self.stopping.is_set():
-                            break
-                        now = time.time()
-                        for kind, payload in self._parse(frame):
-                            if kind == "log" and int(payload.get("blockNumber", "0x0"), 16) <= backfilled_to:
-                                continue
-                            await queue.put((kind, payload, now))
-                finally:
-                    worker.cancel()
+                    await self._session()
+                except LostLease:
+                    log.warning("producer lease lost to %s; standing by", self.lease.holder())
+                    continue
+                except STREAM_ERRORS as exc:
+                    self.reconnects += 1
+                    delay = min(30.0, max(0.5, delay * 2)) * (0.5 + random.random())  # backoff with jitter
+                    log.warning("producer connection lost (%s: %s); reconnecting in %.1fs (backfill from block %d)",
+                                type(exc).__name__, exc, delay, self.cursor + 1)
+                    self.report("reconnecting", error=f"{type(exc).__name__}: {exc}"[:200], retry_in=f"{delay:.1f}")
+                    await asyncio.sleep(delay)
+                    continue
+                delay = 0.0
         finally:
-            poll.cancel()
+            for t in helpers:
+                t.cancel()
+            self.lease.release()
             self.save_cursor(self.cursor, force=True)
+
+    async def _session(self) -> None:
+        loop = asyncio.get_running_loop()
+        async with websockets.connect(self.s.ws_url, max_size=64 * 2**20, ping_interval=10, ping_timeout=10,
+                                      open_timeout=10) as ws:
+            await self._subscribe(ws)
+            head = int(await loop.run_in_executor(self._checks, self.rpc().call, "eth_blockNumber"), 16)
+            await loop.run_in_executor(self._checks, self.backfill, head, self.reconnects > 0)
+            backfilled_to = head
+            log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")
+            self.report("connected", head=head)
+            queue: asyncio.Queue = asyncio.Queue()
+            worker = asyncio.create_task(self._drain(queue, ws))
+            keeper = asyncio.create_task(self._keep_lease(ws))
+            try:
+                async for frame in ws:
+                    now = time.time()
+                    for kind, payload in self._parse(frame):
+                        if kind == "log" and not payload.get("removed") and \
+                                int(payload.get("blockNumber", "0x0"), 16) <= backfilled_to:
+                            continue
+                        await queue.put((kind, payload, now))
+                    if worker.done() or keeper.done():
+                        break
+            finally:
+                worker.cancel()
+                keeper.cancel()
+            if keeper.done() and not keeper.cancelled() and isinstance(keeper.exception(), LostLease):
+                raise LostLease
+            raise websockets.ConnectionClosedError(None, None)
+
+    async def _keep_lease(self, ws: websockets.ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(LEASE_TTL_SECS / 5)
+            if not await loop.run_in_executor(None, self.lease.hold):
+                await ws.close()
+                raise LostLease
 
     async def _subscribe(self, ws: websockets.ClientConnection) -> None:
         """Subscribe before reading anything else, so replies cannot interleave with notifications."""
-        watched = self.market.watched_addresses
+        self._subs = {}
         self._subs[await self._request(ws, "eth_subscribe", ["logs", self._log_filter()])] = "logs"
         self._subs[await self._request(ws, "eth_subscribe", ["newHeads"])] = "heads"
-        log.info("subscribed to logs of %d contracts and to new heads", len(watched))
+        log.info("subscribed to logs of %d contracts and to new heads", len(self.market.watched_addresses))
 
     def _log_filter(self) -> dict:
         return {"address": self.market.watched_addresses, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))}
 
     async def _request(self, ws: websockets.ClientConnection, method: str, params: list) -> str:
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        reply = json.loads(await ws.recv())
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if "error" in reply:
-            raise RuntimeError(f"{method} failed: {reply['error']}")
+            raise RpcError(method, reply["error"])
         return reply["result"]
 
     async def _resubscribe_logs(self, ws: websockets.ClientConnection) -> None:
@@ -190,6 +319,7 @@ class Producer:
         log.info("price sources changed: subscribing to %d contracts", len(self.market.watched_addresses))
 
     def _parse(self, frame: str | bytes) -> Iterable[tuple[str, dict]]:
+        """Garbage frames are logged and dropped, never fatal."""
         try:
             msg = json.loads(frame)
             if self._pending_sub is not None and msg.get("id") == self._pending_sub:
@@ -200,13 +330,14 @@ class Producer:
                 old = [sid for sid, kind in self._subs.items() if kind == "logs"]
                 self._subs = {sid: kind for sid, kind in self._subs.items() if kind != "logs"}
                 self._subs[msg["result"]] = "logs"
-                for sid in old:
-                    self._unsubscribe.append(sid)
+                self._unsubscribe.extend(old)
                 return []
+            if "params" not in msg and "id" in msg:
+                return []  # a reply to an unsubscribe
             params = msg["params"]
             kind = self._subs.get(params["subscription"])
             result = params["result"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring a malformed frame (%s): %.200r", exc, frame)
             return []
         if kind is None or not isinstance(result, dict):
@@ -232,8 +363,19 @@ class Producer:
                 while self._unsubscribe:
                     sid = self._unsubscribe.pop()
                     await ws.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "eth_unsubscribe", "params": [sid]}))
+            except STREAM_ERRORS:
+                raise
             except Exception:
                 log.exception("handling %d logs failed", len(logs))
+
+    async def _drain_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            if self.buffer:
+                done = await loop.run_in_executor(self._books, self.drain_buffer)
+                if done:
+                    log.info("published %d buffered users after the outage (%d left)", done, len(self.buffer))
 
     async def _follow_flag(self) -> None:
         """`liqbot config set ws-fast-path ...` takes effect within a second, no restart."""
@@ -243,7 +385,7 @@ class Producer:
             try:
                 flag = await loop.run_in_executor(None, self.rt.state.get_flag, FLAG)
             except Exception as exc:
-                log.warning("cannot read the fast-path flag: %s", exc)
+                log.debug("cannot read the fast-path flag: %s", exc)
                 continue
             if flag is not None and flag != self.fast_path:
                 self.fast_path = flag

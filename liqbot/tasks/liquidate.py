@@ -8,12 +8,17 @@ from liqbot.celery import app
 from liqbot.execution import run_and_record
 from liqbot.logs import FAST
 from liqbot.runtime import runtime
+from liqbot.tasks.routing import valid_user
 
 
-@app.task(name="liqbot.check_and_liquidate", bind=True, acks_late=True, reject_on_worker_lost=True)
+@app.task(name="liqbot.check_and_liquidate", bind=True, acks_late=True, reject_on_worker_lost=True, time_limit=15,
+          soft_time_limit=12)
 def check_and_liquidate(self, user: str, detected_block: int, detected_at: float, path: str,
                         enqueued_at: float | None = None) -> str:
     """Re-read the user fresh from the chain; if still worth it, liquidate; record the attempt either way."""
+    user = valid_user(user)
+    if user is None:
+        return "invalid"
     record = {"user": user, "path": path, "task_id": self.request.id, "detected_block": detected_block,
               "detected_at": detected_at, "enqueued_at": enqueued_at, "started_at": time.time()}
     return run_and_record(runtime(), record, FAST if path != "fallback" else "↪").outcome

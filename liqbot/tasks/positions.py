@@ -9,7 +9,7 @@ from liqbot.celery import app
 from liqbot.chain.snapshot import read_snapshot
 from liqbot.runtime import runtime
 from liqbot.store.positions import save_position
-from liqbot.tasks.routing import Detection, route_liquidation
+from liqbot.tasks.routing import Detection, route_liquidation, valid_user
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 @app.task(name="liqbot.update_position")
 def update_position(user: str, block: int = 0, detected_at: float | None = None) -> bool:
     """Refresh the user's stored position; a liquidatable user is routed to the priority lane."""
+    user = valid_user(user)
+    if user is None:
+        return False
     rt = runtime()
     snap = read_snapshot(rt.rpc, rt.market, user)
     with rt.sessions.begin() as session:

@@ -3,15 +3,18 @@ outcome (mined, reverted, replaced, dropped), gas, realised profit, and the brea
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+
+from sqlalchemy import select
 
 from liqbot.celery import app
 from liqbot.chain import aave
 from liqbot.domain.liquidation import gas_cost_base
 from liqbot.domain.units import value_base
 from liqbot.runtime import Runtime, runtime
-from liqbot.store.attempts import pending_attempts
+from liqbot.store.attempts import pending_attempts, record_attempt
 from liqbot.store.db import Attempt
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ def realised_profit(rt: Runtime, attempt: Attempt, receipt: dict, native_price: 
 @app.task(name="liqbot.track_receipts")
 def track_receipts() -> int:
     rt = runtime()
+    recovered = recover_inflight(rt)
     done = 0
     with rt.sessions.begin() as session:
         pending = pending_attempts(session)
@@ -53,29 +57,98 @@ def track_receipts() -> int:
                 if not _gone(rt, attempt, mined_nonce):
                     continue
             else:
-                ok = int(receipt["status"], 16) == 1
-                attempt.outcome = "mined" if ok else "reverted"
-                attempt.gas_used = int(receipt["gasUsed"], 16)
-                attempt.mined_block = int(receipt["blockNumber"], 16)
-                if ok:
-                    attempt.realised_profit_base, attempt.debt_repaid, attempt.collateral_seized = realised_profit(
-                        rt, attempt, receipt, native_price)
+                apply_receipt(rt, attempt, receipt, native_price)
             rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {attempt.tx_hash}")
             rt.state.release(attempt.user)
             done += 1
             log.info("receipt user=%s tx=%s %s%s", attempt.user, attempt.tx_hash, attempt.outcome,
                      f" in block {attempt.mined_block}" if attempt.mined_block else "")
-    return done
+    return done + recovered
+
+
+def apply_receipt(rt: Runtime, attempt: Attempt, receipt: dict, native_price: int) -> None:
+    ok = int(receipt["status"], 16) == 1
+    attempt.outcome = "mined" if ok else "reverted"
+    attempt.gas_used = int(receipt["gasUsed"], 16)
+    attempt.mined_block = int(receipt["blockNumber"], 16)
+    if ok:
+        attempt.realised_profit_base, attempt.debt_repaid, attempt.collateral_seized = realised_profit(
+            rt, attempt, receipt, native_price)
+
+
+INFLIGHT_GRACE_SECS = 5.0
+
+
+def recover_inflight(rt: Runtime) -> int:
+    """Intents whose worker died between signing and recording: the transaction either reached the
+    chain (record it, once) or never left (forget it). Either way the attempts table matches the chain."""
+    key = rt.state.key("inflight")
+    intents = rt.state.r.hgetall(key)
+    now, recovered = time.time(), 0
+    for tx_hash, raw in intents.items():
+        intent = json.loads(raw)
+        if now - intent.get("sent_at", now) < INFLIGHT_GRACE_SECS:
+            continue  # its worker is probably still recording it
+        with rt.sessions.begin() as session:
+            if session.scalar(select(Attempt.id).where(Attempt.tx_hash == tx_hash)) is not None:
+                rt.state.r.hdel(key, tx_hash)
+                continue
+            receipt = rt.rpc.call("eth_getTransactionReceipt", tx_hash)
+            if receipt is None and rt.rpc.call("eth_getTransactionByHash", tx_hash) is not None:
+                continue  # still pending: the next sweep sees it mined
+            fields = {k: v for k, v in intent.items() if k in Attempt.__table__.columns}
+            if receipt is None:
+                if now - intent.get("sent_at", now) < rt.settings.receipt_timeout_secs:
+                    continue
+                fields |= {"tx_hash": None, "outcome": "failed",
+                           "reason": f"worker died before {tx_hash} reached the node"}
+                record_attempt(session, **fields)
+            else:
+                attempt = record_attempt(session, **fields, outcome="sent",
+                                         reason="recovered after its worker died")
+                apply_receipt(rt, attempt, receipt, _native_price(rt))
+                rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {tx_hash}")
+        rt.state.r.hdel(key, tx_hash)
+        recovered += 1
+        log.warning("recovered in-flight liquidation %s of user=%s", tx_hash, intent.get("user"))
+    return recovered
+
+
+def _native_price(rt: Runtime) -> int:
+    native = rt.native_asset
+    if not native:
+        return 0
+    return aave.GET_ASSET_PRICE.decode(rt.rpc.eth_call(rt.market.oracle, aave.GET_ASSET_PRICE.calldata(native)))
+
+
+@app.task(name="liqbot.reorged")
+def reorged(tx_hashes: list[str]) -> int:
+    """Blocks left the chain: their receipts are void. Track those transactions again, and stop trusting
+    the stored nonce (the account's nonce on chain may have gone back)."""
+    rt = runtime()
+    rt.sender.forget_nonce()
+    if not tx_hashes:
+        return 0
+    with rt.sessions.begin() as session:
+        hit = list(session.scalars(select(Attempt).where(Attempt.tx_hash.in_(tx_hashes))))
+        for attempt in hit:
+            log.warning("reorg: attempt %s (user=%s tx=%s) was %s; tracking it again", attempt.id, attempt.user,
+                        attempt.tx_hash, attempt.outcome)
+            attempt.outcome, attempt.mined_block, attempt.gas_used = "sent", None, None
+            rt.state.release(attempt.user)  # let the scanner find the user again if it is still liquidatable
+            attempt.realised_profit_base = attempt.debt_repaid = attempt.collateral_seized = None
+    return len(hit)
 
 
 def _gone(rt: Runtime, attempt: Attempt, mined_nonce: int) -> bool:
     """No receipt: replaced when its nonce was mined by another transaction, dropped when the node forgot
     it for longer than RECEIPT_TIMEOUT_SECS."""
     if attempt.nonce is not None and attempt.nonce < mined_nonce:
-        attempt.outcome, attempt.reason = "replaced", "nonce used by another transaction"
-        return True
-    if time.time() - (attempt.sent_at or 0) > rt.settings.receipt_timeout_secs and \
+        attempt.outcome, attempt.reason = "replaced", f"nonce used by another transaction than {attempt.tx_hash}"
+    elif time.time() - (attempt.sent_at or 0) > rt.settings.receipt_timeout_secs and \
             rt.rpc.call("eth_getTransactionByHash", attempt.tx_hash) is None:
-        attempt.outcome, attempt.reason = "dropped", "not in the mempool any more"
-        return True
-    return False
+        attempt.outcome, attempt.reason = "dropped", f"{attempt.tx_hash} left the mempool"
+    else:
+        return False
+    attempt.tx_hash = None  # it is not on chain: the hash stays in the reason
+    return True

@@ -11,9 +11,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from eth_utils import is_address, to_checksum_address
+
 from liqbot.logs import FAST
 
 log = logging.getLogger(__name__)
+
+
+def valid_user(user: object) -> str | None:
+    """A task argument that should be a user address: checksummed, or None (logged) when it is not."""
+    if isinstance(user, str) and is_address(user) and int(user, 16) != 0:
+        return to_checksum_address(user)
+    log.error("ignoring a task for %r: not a user address", user)
+    return None
 
 
 @dataclass(frozen=True)
