@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     breaker_cooldown_secs: float = Field(30.0, gt=0)
     receipt_timeout_secs: float = Field(180.0, gt=0)
     fault_inject_revert: bool = False  # tests only: send liquidations with too little gas, so they revert
+    fault_pause_after_send_secs: float = Field(0.0, ge=0)  # tests only: a window to kill a worker mid-liquidation
     redis_prefix: str = Field("liqbot", min_length=1)
     log_level: str = "INFO"
 

@@ -109,7 +109,10 @@ def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = N
         rt.state.release(user)
         rt.breaker.result(False, f"send failed: {exc}")
         return Outcome("failed", f"send failed: {exc}"[:200], info)
-    return Outcome("sent", "", info | {"tx_hash": sent.tx_hash, "nonce": sent.nonce, "sent_at": time.time()})
+    sent_at = time.time()
+    if s.fault_pause_after_send_secs:
+        time.sleep(s.fault_pause_after_send_secs)
+    return Outcome("sent", "", info | {"tx_hash": sent.tx_hash, "nonce": sent.nonce, "sent_at": sent_at})
 
 
 def run_and_record(rt: Runtime, record: dict[str, Any], mark: str) -> Outcome:

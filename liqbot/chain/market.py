@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from liqbot.chain import aave
 from liqbot.chain.abi import Function
-from liqbot.chain.rpc import Rpc
+from liqbot.chain.rpc import Rpc, RpcUnavailable
 from liqbot.errors import LiqbotError, RpcError
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ def discover_market(rpc: Rpc, provider: str) -> MarketInfo:
         pool, oracle, dp = (aave.GET_POOL.decode(pool_raw), aave.GET_PRICE_ORACLE.decode(oracle_raw),
                             aave.GET_POOL_DATA_PROVIDER.decode(dp_raw))
         assets = aave.GET_RESERVES_LIST.decode(rpc.eth_call(pool, aave.GET_RESERVES_LIST.calldata()))
+    except RpcUnavailable:
+        raise
     except (RpcError, ValueError, OverflowError) as exc:
         raise LiqbotError(f"{provider} does not look like an Aave v3 PoolAddressesProvider: {exc}") from exc
     if int(pool, 16) == 0:

@@ -10,6 +10,7 @@ from rich.console import Console
 from liqbot.cli.breaker import breaker_app
 from liqbot.cli.devnet import devnet_app
 from liqbot.cli.ops import config_app, producer
+from liqbot.cli.status import status
 from liqbot.errors import LiqbotError
 
 app = typer.Typer(help="liqbot: an Aave v3 liquidation bot with a latency-first priority lane.", no_args_is_help=True,
@@ -18,6 +19,7 @@ app.add_typer(devnet_app, name="devnet")
 app.add_typer(config_app, name="config")
 app.add_typer(breaker_app, name="breaker")
 app.command()(producer)
+app.command()(status)
 
 err = Console(stderr=True)
 

@@ -49,13 +49,15 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def redis(self, name: str = "redis") -> str:
+    def redis(self, name: str = "redis", port: int | None = None, password: str | None = None) -> str:
+        """A redis-server of our own (no persistence); `port` restarts one where it was."""
         exe = shutil.which("redis-server")
         if exe is None:
             raise DevnetError("redis-server is not installed (apt-get install redis-server)")
-        port = free_port()
-        self.start(name, [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        url = f"redis://127.0.0.1:{port}/0"
+        port = port or free_port()
+        extra = ["--requirepass", password] if password else []
+        self.start(name, [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra])
+        url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{port}/0"
         self.wait_for(lambda: _redis_ping(url), f"{name} on port {port}", 10)
         self.env["REDIS_URL"] = url
         return url

@@ -41,6 +41,7 @@ CURSOR = "producer"
 FLAG = "ws_fast_path"
 BUFFER_MAX = 100_000
 LEASE_TTL_SECS = 5.0
+REORG_DEPTH = 64
 STREAM_ERRORS = (websockets.ConnectionClosed, websockets.InvalidHandshake, OSError, RpcError, asyncio.TimeoutError)
 
 
@@ -70,6 +71,7 @@ class Producer:
         self._buffer_lock = threading.Lock()
         self.lease = Lease(rt.state.r, rt.state.key("producer", "leader"), LEASE_TTL_SECS)
         self.reconnects = 0
+        self.recent: OrderedDict[int, str] = OrderedDict()  # block number -> hash, for reorg detection
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -130,6 +132,46 @@ class Producer:
             self.fast_check(users, detected_at)
         if users:
             self._books.submit(self._publish_updates, users, detected_at)
+
+    def on_head(self, head: dict) -> None:
+        """Advance the cursor, and catch reorgs the node does not announce with removed logs (anvil's
+        `anvil_reorg` replaces blocks silently): a head whose parent is not the block we saw."""
+        number, block_hash, parent = int(head["number"], 16), head.get("hash"), head.get("parentHash")
+        known_parent = self.recent.get(number - 1)
+        if (known_parent and parent and parent != known_parent) or (number in self.recent and self.recent[number] != block_hash):
+            self._chain_reorged(number)
+        self.recent[number] = block_hash or ""
+        while len(self.recent) > REORG_DEPTH:
+            self.recent.popitem(last=False)
+        self.save_cursor(number - 1)
+
+    def _chain_reorged(self, number: int) -> None:
+        fork = number - 1
+        for n in sorted(self.recent, reverse=True):  # walk back to the last block both chains share
+            if n >= number:
+                continue
+            block = self.rpc().call("eth_getBlockByNumber", hex(n), False)
+            if block and block.get("hash") == self.recent[n]:
+                fork = n
+                break
+            fork = n - 1
+        for n in [n for n in self.recent if n > fork]:
+            del self.recent[n]
+        log.warning("reorg detected at block %d: blocks after %d were replaced; re-reading them", number, fork)
+        self.cursor = min(self.cursor, fork)
+        self.save_cursor(self.cursor, force=True)
+        self._after_reorg([], fork + 1)
+        self.backfill(number - 1, live=True)
+
+    def _after_reorg(self, tx_hashes: list[str], from_block: int | None) -> None:
+        from liqbot.tasks.receipts import reorged
+        from liqbot.tasks.scan import full_rescan
+
+        try:
+            reorged.apply_async((tx_hashes, from_block), queue="default", routing_key="default")
+            full_rescan.apply_async(queue="default", routing_key="default")
+        except Exception as exc:  # the receipt sweep and the next rescan catch up anyway
+            log.warning("could not publish the reorg tasks: %s", exc)
 
     def _reorged(self, removed: list[dict]) -> None:
         """Logs of blocks that left the chain: re-read those users, and let receipts be checked again."""
@@ -352,12 +394,12 @@ class Producer:
             while not queue.empty() and len(batch) < 1000:  # logs of one block arrive together: check them together
                 batch.append(queue.get_nowait())
             logs = [p for k, p, _ in batch if k == "log"]
-            heads = [int(p["number"], 16) for k, p, _ in batch if k == "head" and "number" in p]
+            heads = [p for k, p, _ in batch if k == "head" and "number" in p]
             try:
                 if logs:
                     await loop.run_in_executor(self._checks, self.handle, logs, batch[0][2])
-                if heads:
-                    await loop.run_in_executor(self._checks, self.save_cursor, max(heads) - 1)
+                for head in heads:
+                    await loop.run_in_executor(self._checks, self.on_head, head)
                 if self.resubscribe:
                     await self._resubscribe_logs(ws)
                 while self._unsubscribe:

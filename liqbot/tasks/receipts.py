@@ -122,15 +122,20 @@ def _native_price(rt: Runtime) -> int:
 
 
 @app.task(name="liqbot.reorged")
-def reorged(tx_hashes: list[str]) -> int:
-    """Blocks left the chain: their receipts are void. Track those transactions again, and stop trusting
-    the stored nonce (the account's nonce on chain may have gone back)."""
+def reorged(tx_hashes: list[str], from_block: int | None = None) -> int:
+    """Blocks left the chain: their receipts are void. Track those transactions (or every attempt mined
+    from `from_block` on) again, and stop trusting the stored nonce (the account's may have gone back)."""
     rt = runtime()
     rt.sender.forget_nonce()
-    if not tx_hashes:
+    if not tx_hashes and from_block is None:
         return 0
     with rt.sessions.begin() as session:
-        hit = list(session.scalars(select(Attempt).where(Attempt.tx_hash.in_(tx_hashes))))
+        query = select(Attempt).where(Attempt.outcome.in_(("mined", "reverted")))
+        if from_block is not None:
+            query = query.where((Attempt.mined_block >= from_block) | Attempt.tx_hash.in_(tx_hashes or [""]))
+        else:
+            query = query.where(Attempt.tx_hash.in_(tx_hashes))
+        hit = list(session.scalars(query))
         for attempt in hit:
             log.warning("reorg: attempt %s (user=%s tx=%s) was %s; tracking it again", attempt.id, attempt.user,
                         attempt.tx_hash, attempt.outcome)

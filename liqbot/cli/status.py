@@ -1,0 +1,71 @@
+"""`liqbot status`: queue depths, live workers, the breaker, the producer's connection and lag,
+recent liquidations."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from liqbot.cli.ops import MarketOpt, _settings
+
+console = Console()
+
+
+def gather() -> dict:
+    """Everything `status` shows, as plain data (also what the metrics exporter reads)."""
+    from liqbot.runtime import runtime
+    from liqbot.store.db import Attempt
+
+    rt = runtime()
+    r, key = rt.state.r, rt.state.key
+    now = time.time()
+    out: dict = {"queues": {q: r.llen(q) for q in ("priority", "default")}}
+    ttl = rt.settings.priority_heartbeat_ttl_secs
+    out["priority_workers"] = [w for w, ts in r.zrange(key("workers:priority"), 0, -1, withscores=True) if ts > now - ttl]
+    out["breaker"] = rt.breaker.status()
+    producer = r.hgetall(key("producer", "status"))
+    try:
+        head = int(rt.rpc.call("eth_blockNumber"), 16)
+    except Exception:
+        head = None
+    if producer:
+        producer["lag_blocks"] = head - int(producer.get("cursor", 0)) - 1 if head is not None else None
+        producer["age_secs"] = round(now - float(producer.get("since", now)), 1)
+    out["producer"] = producer or {"state": "not running"}
+    out["head"] = head
+    out["counters"] = rt.state.counters()
+    with rt.sessions() as s:
+        out["recent"] = [
+            {"user": a.user, "path": a.path, "outcome": a.outcome, "latency_ms": a.latency_ms, "tx": a.tx_hash,
+             "profit": a.realised_profit_base if a.realised_profit_base is not None else a.expected_profit_base,
+             "at": a.sent_at or a.started_at, "reason": a.reason}
+            for a in s.scalars(select(Attempt).order_by(Attempt.id.desc()).limit(10))
+        ]
+    return out
+
+
+def status(market: MarketOpt = None) -> None:
+    """Queue depths, workers, breaker, the producer's connection and block lag, recent liquidations."""
+    _settings(market)
+    info = gather()
+    p = info["producer"]
+    console.print(f"queues: priority {info['queues']['priority']}, default {info['queues']['default']}   "
+                  f"priority workers alive: {len(info['priority_workers'])}   head: {info['head']}")
+    console.print(f"producer: [bold]{p.get('state')}[/]" + (f" for {p['age_secs']} s, lag {p.get('lag_blocks')} blocks, "
+                  f"reconnects {p.get('reconnects')}, buffered {p.get('buffered')}" if "age_secs" in p else "")
+                  + (f", last error: {p['error']}" if p.get("error") else ""))
+    b = info["breaker"]
+    console.print(f"breaker: [bold]{b['state']}[/]" + (f" ({b['cause']})" if b["cause"] else ""))
+    if info["counters"]:
+        console.print("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counters"].items())))
+    table = Table("when", "user", "path", "outcome", "detect->send", "profit (USD)", "tx / reason", box=None)
+    for a in info["recent"]:
+        when = datetime.fromtimestamp(a["at"], UTC).strftime("%H:%M:%S") if a["at"] else ""
+        table.add_row(when, a["user"][:10] + "…", a["path"], a["outcome"],
+                      f"{a['latency_ms']:.0f} ms" if a["latency_ms"] else "",
+                      f"{a['profit'] / 1e8:,.2f}" if a["profit"] is not None else "", (a["tx"] or a["reason"] or "")[:24])
+    console.print(table)
