@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP_PY  := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 
-.PHONY: setup test test-unit lint clean
+.PHONY: setup test test-unit lint chaos clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make setup   venv in $(VENV), pip and npm installs (idempotent)"
 	@echo "make test    the whole test suite (unit + integration against anvil, Redis, PostgreSQL)"
 	@echo "make lint    ruff"
+	@echo "make chaos   the fault-injection suite (SIGKILL, Redis restart, WebSocket cut during a crash)"
 
 setup: $(STAMP_PY) $(STAMP_NPM)
 
@@ -32,6 +33,9 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
+
+chaos: setup
+	$(PY) -m pytest tests/chaos -m chaos -s
 
 lint: setup
 	$(VENV)/bin/ruff check .

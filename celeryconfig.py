@@ -53,6 +53,11 @@ beat_schedule = {
         "schedule": _s.full_rescan_interval_secs,
         "options": {"expires": _s.full_rescan_interval_secs},
     },
+    "reconcile-chain": {
+        "task": "liqbot.reconcile_chain",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
     "track-receipts": {
         "task": "liqbot.track_receipts",
         "schedule": 2.0,

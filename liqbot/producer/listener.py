@@ -119,7 +119,7 @@ class Producer:
             self._reorged(removed)
             logs = [lg for lg in logs if not lg.get("removed")]
         ch = classify(logs, self.market)
-        if ch.sources_changed:
+        if ch.sources_changed and live:  # the initial backfill's history is already in the discovered market
             self.market = self.rt.refresh_market()
             self.resubscribe = True  # the new feed's AnswerUpdated must reach us too
         for asset, user in ch.exposure:
@@ -251,13 +251,15 @@ class Producer:
         start = self.cursor + 1
         if start > to_block:
             return
-        addresses = self.market.watched_addresses
+        # The first backfill needs only who borrows what; a reconnect gap also needs its price moves.
+        addresses = self.market.watched_addresses if live else [self.market.pool, *self.market.by_a_token]
+        events = (*USER_EVENTS, *PRICE_EVENTS) if live else USER_EVENTS
         total = to_block - start + 1
         t0 = time.monotonic()
         for page_start in range(start, to_block + 1, self.s.log_page_blocks):
             page_end = min(page_start + self.s.log_page_blocks - 1, to_block)
             logs = self.rpc().call("eth_getLogs", {"fromBlock": hex(page_start), "toBlock": hex(page_end),
-                                                   "address": addresses, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))})
+                                                   "address": addresses, "topics": topics(events)})
             self.handle(logs, time.time(), live=live)
             self.save_cursor(page_end, force=True)
             log.info("backfill: blocks %d-%d (%d/%d), %d logs", page_start, page_end, page_end - start + 1, total, len(logs))

@@ -8,6 +8,7 @@ import logging
 import time
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from liqbot.celery import app
 from liqbot.chain import aave
@@ -16,6 +17,7 @@ from liqbot.domain.units import value_base
 from liqbot.runtime import Runtime, runtime
 from liqbot.store.attempts import pending_attempts, record_attempt
 from liqbot.store.db import Attempt
+from liqbot.store.positions import get_cursor, set_cursor
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,54 @@ def _native_price(rt: Runtime) -> int:
     if not native:
         return 0
     return aave.GET_ASSET_PRICE.decode(rt.rpc.eth_call(rt.market.oracle, aave.GET_ASSET_PRICE.calldata(native)))
+
+
+RECONCILE_CURSOR = "reconcile"
+RECONCILE_PAGE = 2_000
+
+
+@app.task(name="liqbot.reconcile_chain")
+def reconcile_chain() -> int:
+    """The chain is the ledger: every LiquidationCall our account made gets exactly one attempt row,
+    even when the worker that sent it died and the Redis intent was lost with a Redis restart."""
+    rt = runtime()
+    me = rt.sender.address
+    head = int(rt.rpc.call("eth_blockNumber"), 16)
+    with rt.sessions.begin() as session:
+        start = (get_cursor(session, RECONCILE_CURSOR) or rt.settings.start_block - 1) + 1
+    added = 0
+    for page in range(start, head + 1, RECONCILE_PAGE):
+        end = min(page + RECONCILE_PAGE - 1, head)
+        logs = rt.rpc.call("eth_getLogs", {"fromBlock": hex(page), "toBlock": hex(end), "address": rt.market.pool,
+                                           "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
+        ours = [lg for lg in logs if aave.LIQUIDATION_CALL_EVENT.decode(lg)["liquidator"] == me]
+        for lg in ours:
+            tx_hash = lg["transactionHash"]
+            # In this order: a worker records its row before it drops its in-flight intent.
+            if rt.state.r.hexists(rt.state.key("inflight"), tx_hash):
+                continue  # about to be recorded by its worker or by the in-flight sweep
+            with rt.sessions.begin() as session:
+                if session.scalar(select(Attempt.id).where(Attempt.tx_hash == tx_hash)) is None:
+                    added += _record_from_chain(rt, session, lg)
+        with rt.sessions.begin() as session:
+            set_cursor(session, RECONCILE_CURSOR, end)
+    return added
+
+
+def _record_from_chain(rt: Runtime, session: Session, lg: dict) -> int:
+    ev = aave.LIQUIDATION_CALL_EVENT.decode(lg)
+    receipt = rt.rpc.call("eth_getTransactionReceipt", lg["transactionHash"])
+    tx = rt.rpc.call("eth_getTransactionByHash", lg["transactionHash"])
+    block = int(lg["blockNumber"], 16)
+    when = int(rt.rpc.call("eth_getBlockByNumber", hex(block), False)["timestamp"], 16)
+    record_attempt(session, user=ev["user"], path="recovered", detected_block=block, detected_at=float(when),
+                   tx_hash=lg["transactionHash"], nonce=int(tx["nonce"], 16) if tx else None,
+                   collateral_asset=ev["collateralAsset"], debt_asset=ev["debtAsset"], debt_to_cover=ev["debtToCover"],
+                   debt_repaid=ev["debtToCover"], collateral_seized=ev["liquidatedCollateralAmount"], outcome="mined",
+                   mined_block=block, gas_used=int(receipt["gasUsed"], 16) if receipt else None,
+                   reason="recovered from the chain: its worker died before recording it")
+    log.warning("recovered liquidation %s of user=%s from the chain", lg["transactionHash"], ev["user"])
+    return 1
 
 
 @app.task(name="liqbot.reorged")

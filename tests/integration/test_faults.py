@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ SHAPE = Shape(collaterals=("WETH",), debts=("USDC",), hf_range=(11_000, 11_800))
 
 
 @pytest.fixture
-def own_redis(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def own_redis(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
     """A redis-server only this test uses, so it can be killed and restarted."""
     url = stack.redis("redis")
     monkeypatch.setenv("REDIS_URL", url)
@@ -35,7 +34,7 @@ def own_redis(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from liqbot.celery import app
 
     app.conf.broker_url = url
-    yield url
+    return url
 
 
 def _attempts(env: dict) -> list[Attempt]:
@@ -163,7 +162,6 @@ def test_a_reorg_that_removes_our_liquidation_is_corrected(chain: Devnet, env: d
     stack.worker("default", DEFAULT_WORKER)
     stack.beat()
     stack.producer(extra_env={"RECEIPT_TIMEOUT_SECS": "3", "LIQUIDATION_MAX_AGE_SECS": "5"})
-    stack.procs["default"].popen  # the receipt sweep runs there
     wait_until(lambda: _stored_users(env) >= 1, 60, "backfill")
     since, _ = _crash(chain, [user])
     first = wait_until(lambda: [a for a in _attempts(env) if a.outcome == "mined"], 30, "the first liquidation mined")[0]
