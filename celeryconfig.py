@@ -4,6 +4,8 @@ Values come from the validated settings (environment / MARKET_FILE); a bad value
 with the variable's name.
 """
 
+import ssl
+
 from kombu import Queue
 
 from liqbot.config import get_settings_or_exit
@@ -11,6 +13,8 @@ from liqbot.config import get_settings_or_exit
 _s = get_settings_or_exit()
 
 broker_url = _s.redis_url
+if broker_url.startswith("rediss://") and "ssl_cert_reqs" not in broker_url:
+    broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # TLS to Redis, certificate verified
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # A SIGKILLed worker's unacked liquidation comes back after this; tasks run far shorter, and a

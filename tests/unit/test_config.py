@@ -134,3 +134,10 @@ def test_cli_and_celery_exit_with_the_variable_name():
                env={**GOOD, "RPC_URL": "nope"})
     assert res.returncode != 0
     assert "RPC_URL: not an http(s) URL" in res.stderr
+
+
+def test_rediss_urls_verify_the_certificate():
+    code = "import celeryconfig, ssl; print(celeryconfig.broker_use_ssl['ssl_cert_reqs'] == ssl.CERT_REQUIRED)"
+    res = _run(sys.executable, "-c", code, env={**GOOD, "REDIS_URL": "rediss://:pw@redis.example:6380/0"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "True"
