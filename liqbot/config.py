@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     breaker_max_failures: int = Field(3, ge=1)
     breaker_cooldown_secs: float = Field(30.0, gt=0)
     receipt_timeout_secs: float = Field(180.0, gt=0)
+    liquidation_gas_limit: int = Field(1_500_000, ge=100_000)
+    liquidation_gas_estimate: int = Field(400_000, ge=21_000)  # until receipts have taught a better one
     fault_inject_revert: bool = False  # tests only: send liquidations with too little gas, so they revert
     fault_pause_after_send_secs: float = Field(0.0, ge=0)  # tests only: a window to kill a worker mid-liquidation
     redis_prefix: str = Field("liqbot", min_length=1)

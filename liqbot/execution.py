@@ -25,7 +25,6 @@ from liqbot.runtime import Runtime
 from liqbot.store.attempts import record_attempt
 
 log = logging.getLogger(__name__)
-PLANNING_GAS = 400_000  # a liquidation's gas before it is estimated (v3 liquidations use 250k-450k)
 INJECTED_REVERT_GAS = 60_000
 EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
 
@@ -49,6 +48,12 @@ def debt_to_cover_arg(plan: Candidate, snap: Snapshot) -> int:
     return UINT256_MAX if held > plan.debt_to_cover + plan.debt_to_cover // 500 else plan.debt_to_cover
 
 
+def expected_gas(rt: Runtime) -> int:
+    """What liquidations on this market use: learned from receipts (tasks.receipts), else the setting."""
+    learned = rt.state.r.get(rt.state.key("gas", "liquidation"))
+    return int(learned) if learned else rt.settings.liquidation_gas_estimate
+
+
 def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = None) -> Outcome:
     s, market = rt.settings, rt.market
     if rt.state.r.get(rt.state.key("dedupe", user)) == "sent":
@@ -59,7 +64,8 @@ def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = N
     sender = rt.sender
     snap = read_snapshot(rt.rpc, market, user, sender.address, rt.native_asset)
     min_tip = s.max_priority_fee_wei
-    planned_gas_cost = gas_cost_base(PLANNING_GAS, snap.base_fee + min_tip, snap.native_price)
+    gas_expected = expected_gas(rt)
+    planned_gas_cost = gas_cost_base(gas_expected, snap.base_fee + min_tip, snap.native_price)
     decision = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
                       rules=rules_for(rt), inventory=snap.inventory, gas_cost_base=planned_gas_cost,
                       min_profit_base=s.min_profit_base)
@@ -78,7 +84,7 @@ def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = N
     sender.ensure_approved(plan.debt_asset, market.pool, opening)
     data = aave.LIQUIDATION_CALL.calldata(plan.collateral_asset, plan.debt_asset, user, debt_to_cover_arg(plan, snap), False)
     try:
-        sim = sender.simulate(market.pool, data)
+        sim = sender.simulate(market.pool, data, expected_gas=gas_expected, gas_limit=s.liquidation_gas_limit)
     except SimulationFailed as exc:
         return Outcome("skipped", f"reverted in simulation: {exc}"[:200], info)
     gross = plan.gross_profit_base
@@ -99,12 +105,14 @@ def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = N
     def intent(tx_hash: str, nonce: int) -> None:
         """Before the bytes leave: mark the user and keep what we are about to send, so a worker killed
         right after the send still ends up with exactly one attempt row (see tasks.receipts)."""
-        rt.state.r.set(rt.state.key("dedupe", user), "sent", px=int(s.liquidation_max_age_secs * 1000))
-        rt.state.r.hset(rt.state.key("inflight"), tx_hash, json.dumps(
+        pipe = rt.state.r.pipeline(transaction=False)
+        pipe.set(rt.state.key("dedupe", user), "sent", px=int(s.liquidation_max_age_secs * 1000))
+        pipe.hset(rt.state.key("inflight"), tx_hash, json.dumps(
             {**(record or {"user": user}), **info, "tx_hash": tx_hash, "nonce": nonce, "sent_at": time.time()}))
+        pipe.execute()
 
     try:
-        sent = sender.send(market.pool, data, gas, fees, before_send=intent)
+        sent = sender.send(market.pool, data, gas, fees, before_send=intent, pending_nonce=snap.liquidator_nonce)
     except (RpcError, OSError) as exc:
         rt.state.release(user)
         rt.breaker.result(False, f"send failed: {exc}")

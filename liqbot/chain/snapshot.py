@@ -24,24 +24,29 @@ class Snapshot:
     native_price: int  # base units per whole gas token; 0 when the market has no such reserve
     base_fee: int
     block: int
+    liquidator_nonce: int | None = None  # the liquidator's pending nonce, when asked for
 
 
 def read_snapshot(rpc: Rpc, market: MarketInfo, user: str, liquidator: str | None = None,
                   native_asset: str | None = None) -> Snapshot:
     """The user's account and per-reserve positions priced by the oracle; with a liquidator, also its
     inventory of the user's debt assets (the liquidation path); with a native asset, the gas token's price."""
-    acc_raw, cfg_raw, head = rpc.batch([
+    first = [
         _call(market.pool, aave.GET_USER_ACCOUNT_DATA.calldata(user)),
         _call(market.pool, aave.GET_USER_CONFIGURATION.calldata(user)),
         ("eth_getBlockByNumber", ["latest", False]),
-    ])
+    ]
+    if liquidator:
+        first.append(("eth_getTransactionCount", [liquidator, "pending"]))
+    acc_raw, cfg_raw, head, *nonce_raw = rpc.batch(first)
+    nonce = int(nonce_raw[0], 16) if nonce_raw else None
     acc = AccountData(user, *aave.GET_USER_ACCOUNT_DATA.decode(acc_raw))
     n = max(market.by_id, default=-1) + 1
     used = [(market.by_id[rid], borrowing, coll)
             for rid, borrowing, coll in reserves_in_use(aave.GET_USER_CONFIGURATION.decode(cfg_raw), n) if rid in market.by_id]
     base_fee, block = int(head.get("baseFeePerGas") or "0x0", 16), int(head["number"], 16)
     if not used:
-        return Snapshot(acc, [], {}, 0, base_fee, block)
+        return Snapshot(acc, [], {}, 0, base_fee, block, nonce)
     priced = [r.asset for r, _, _ in used] + ([native_asset] if native_asset else [])
     debts = [r for r, borrowing, _ in used if borrowing] if liquidator else []
     calls = [_call(market.oracle, aave.GET_ASSETS_PRICES.calldata(priced))]
@@ -59,4 +64,4 @@ def read_snapshot(rpc: Rpc, market: MarketInfo, user: str, liquidator: str | Non
             liquidation_bonus=r.liquidation_bonus, protocol_fee=r.protocol_fee, active=r.active, paused=r.paused,
         ))
     inventory = {r.asset: aave.BALANCE_OF.decode(raw) for r, raw in zip(debts, balance_raws, strict=True)}
-    return Snapshot(acc, positions, inventory, prices[-1] if native_asset else 0, base_fee, block)
+    return Snapshot(acc, positions, inventory, prices[-1] if native_asset else 0, base_fee, block, nonce)

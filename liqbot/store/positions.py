@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from liqbot.domain.health import AccountData, storable_hf
@@ -24,9 +26,23 @@ def save_position(session: Session, acc: AccountData, positions: Sequence[Reserv
 
 
 def save_health(session: Session, accounts: Iterable[AccountData], block: int) -> None:
-    """Refresh health factors from a scan; per-reserve rows are left to update_position."""
-    for acc in accounts:
-        _upsert_user(session, acc, block)
+    """Refresh health factors from a scan in one bulk upsert; per-reserve rows are left to update_position."""
+    now = time.time()
+    rows = [{"address": a.user, "health_factor": storable_hf(a.health_factor), "collateral_base": a.collateral_base,
+             "debt_base": a.debt_base, "updated_block": block, "updated_at": now} for a in accounts]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = {"sqlite": sqlite_insert, "postgresql": pg_insert}.get(dialect)
+    if insert is None:  # another database: the slow, portable way
+        for a in accounts:
+            _upsert_user(session, a, block)
+        return
+    stmt = insert(User)
+    stmt = stmt.on_conflict_do_update(index_elements=[User.address], set_={
+        c: stmt.excluded[c] for c in ("health_factor", "collateral_base", "debt_base", "updated_block", "updated_at")})
+    for start in range(0, len(rows), 5_000):
+        session.execute(stmt, rows[start : start + 5_000])
 
 
 def _upsert_user(session: Session, acc: AccountData, block: int) -> None:

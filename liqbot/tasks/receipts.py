@@ -72,10 +72,19 @@ def apply_receipt(rt: Runtime, attempt: Attempt, receipt: dict, native_price: in
     ok = int(receipt["status"], 16) == 1
     attempt.outcome = "mined" if ok else "reverted"
     attempt.gas_used = int(receipt["gasUsed"], 16)
+    if ok:
+        learn_gas(rt, attempt.gas_used)
     attempt.mined_block = int(receipt["blockNumber"], 16)
     if ok:
         attempt.realised_profit_base, attempt.debt_repaid, attempt.collateral_seized = realised_profit(
             rt, attempt, receipt, native_price)
+
+
+def learn_gas(rt: Runtime, used: int) -> None:
+    """A moving estimate of a liquidation's gas, so attempts price gas without eth_estimateGas."""
+    key = rt.state.key("gas", "liquidation")
+    old = rt.state.r.get(key)
+    rt.state.r.set(key, used if old is None else (int(old) * 7 + used) // 8)
 
 
 INFLIGHT_GRACE_SECS = 5.0

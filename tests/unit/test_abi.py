@@ -62,3 +62,18 @@ def test_malformed_logs_raise_value_error():
     ):
         with pytest.raises(ValueError, match="AnswerUpdated"):
             ev.decode(bad)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**256 - 1), min_size=6, max_size=6),
+       st.binary(min_size=20, max_size=20))
+def test_the_scanners_hand_encoding_matches_the_abi(values, addr):
+    from eth_utils import to_checksum_address
+
+    from liqbot.chain.reader import account_calldata, decode_account
+
+    user = to_checksum_address(addr)
+    assert account_calldata(user) == aave.GET_USER_ACCOUNT_DATA.calldata(user)
+    raw = "0x" + encode(["uint256"] * 6, values).hex()
+    acc = decode_account(user, raw)
+    assert [acc.collateral_base, acc.debt_base, acc.available_borrows_base, acc.liquidation_threshold, acc.ltv,
+            acc.health_factor] == values
