@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP_PY  := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 
-.PHONY: setup test test-unit lint chaos clean
+.PHONY: setup test test-unit lint chaos bench clean
+BENCH_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make setup   venv in $(VENV), pip and npm installs (idempotent)"
 	@echo "make test    the whole test suite (unit + integration against anvil, Redis, PostgreSQL)"
 	@echo "make lint    ruff"
+	@echo "make bench   the latency benchmark (fast path vs WS_FAST_PATH=false); see bench/RESULTS.md"
 	@echo "make chaos   the fault-injection suite (SIGKILL, Redis restart, WebSocket cut during a crash)"
 
 setup: $(STAMP_PY) $(STAMP_NPM)
@@ -36,6 +38,9 @@ test-unit: setup
 
 chaos: setup
 	$(PY) -m pytest tests/chaos -m chaos -s
+
+bench: setup
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

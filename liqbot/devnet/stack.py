@@ -40,11 +40,11 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     cwd: Path = field(default_factory=lambda: Path(__file__).resolve().parents[2])
 
-    def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Proc:
+    def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None, nice: int = 0) -> Proc:
         log = self.workdir / f"{name}.log"
         with open(log, "ab") as out:
-            popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True,
-                                     env={**os.environ, **self.env, **(extra_env or {})})
+            popen = subprocess.Popen(["nice", "-n", str(nice), *argv] if nice else argv, stdout=out, stderr=subprocess.STDOUT,
+                                     cwd=self.cwd, start_new_session=True, env={**os.environ, **self.env, **(extra_env or {})})
         proc = Proc(name, popen, log)
         self.procs[name] = proc
         return proc
@@ -62,12 +62,13 @@ class Stack:
         self.env["REDIS_URL"] = url
         return url
 
-    def celery(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> Proc:
-        return self.start(name, [sys.executable, "-m", "celery", "-A", "liqbot", *args], extra_env)
+    def celery(self, name: str, *args: str, extra_env: dict[str, str] | None = None, nice: int = 0) -> Proc:
+        return self.start(name, [sys.executable, "-m", "celery", "-A", "liqbot", *args], extra_env, nice)
 
     def worker(self, name: str, lane: tuple[str, ...], *more: str, wait: bool = True,
-               extra_env: dict[str, str] | None = None) -> Proc:
-        proc = self.celery(name, *lane, *LANE_FLAGS, "-n", f"{name}@%h", *more, extra_env=extra_env)
+               extra_env: dict[str, str] | None = None, nice: int = 0) -> Proc:
+        """`nice` lowers a bookkeeping worker's CPU priority, so on a small machine it yields to the lane."""
+        proc = self.celery(name, *lane, *LANE_FLAGS, "-n", f"{name}@%h", *more, extra_env=extra_env, nice=nice)
         if wait:
             self.wait_for(lambda: " ready." in proc.text(), f"worker {name}", 60, proc)
         return proc

@@ -1,0 +1,321 @@
+"""`make bench`: the priority pipeline measured on the devnet, fast path against WS_FAST_PATH=false.
+
+    python -m bench.run [--borrowers 2000] [--backlog 100000] [--pct -8] [--name NAME]
+
+Phases: (1) the priority lane's enqueue-to-start latency without and with a backlog of BACKLOG
+`update_position` tasks on the default queue; (2) a price move with the fast path on, the backlog in
+place; (3) the same move from the same chain state with the fast path off (beat scanner and
+update_position only); (4) the scanner's rate against a raw JSON-RPC batch at 10k and 100k users;
+(5) every process's peak memory. Writes bench/results/NAME.json and NAME.png and updates
+bench/RESULTS.md. Everything it starts is stopped when it ends (or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from liqbot.devnet import Devnet, move_price, seed_borrowers
+from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def summary(values: list[float]) -> dict:
+    return {"n": len(values), "p50": pct(values, 50), "p90": pct(values, 90), "p99": pct(values, 99),
+            "max": max(values) if values else float("nan"), "mean": statistics.fmean(values) if values else float("nan")}
+
+
+def bar(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="liqbot-bench-"))
+        self.dn = Devnet.start()
+        self.stack = Stack(self.work)
+        self.results: dict = {"args": vars(args), "machine": machine()}
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def configure(self, db: str, **env: str) -> None:
+        market = self.work / "market.json"
+        self.dn.market.save(market)
+        values = {"MARKET_FILE": str(market), "DATABASE_URL": f"sqlite:///{self.work / db}", "LOG_LEVEL": "INFO",
+                  "SCAN_INTERVAL_SECS": "2", "FULL_RESCAN_INTERVAL_SECS": "10", "DEDUPE_WINDOW_SECS": "2", **env}
+        self.stack.env.update(values)
+        os.environ.update(self.stack.env)
+        from tests.integration.conftest import reset_caches
+
+        reset_caches()
+        from liqbot.celery import app
+
+        app.conf.broker_url = self.stack.env["REDIS_URL"]
+
+    def rt(self):
+        from liqbot.runtime import runtime
+
+        return runtime()
+
+    def backlog(self, n: int, users: list[str]) -> None:
+        from liqbot.celery import app
+        from liqbot.tasks.positions import update_position
+
+        with bar(f"backlog of {n:,} update_position") as b, app.producer_or_acquire() as producer:
+            task = b.add_task("backlog", total=n)
+            for i in range(n):
+                update_position.apply_async((users[i % len(users)], 0), queue="default", producer=producer)
+                if i % 1000 == 999:
+                    b.advance(task, 1000)
+            b.update(task, completed=n)
+
+    def attempts(self) -> list:
+        from sqlalchemy import select
+
+        from liqbot.store.db import Attempt
+
+        with self.rt().sessions() as s:
+            return list(s.scalars(select(Attempt).order_by(Attempt.id)))
+
+    # --- phase 1: the lane's isolation -----------------------------------------------------------
+    def isolation(self, healthy: list[str], n: int = 200) -> dict:
+        from liqbot.tasks.liquidate import check_and_liquidate
+
+        def probe(label: str) -> list[float]:
+            before = len(self.attempts())
+            with bar(label) as b:
+                task = b.add_task(label, total=n)
+                for u in healthy[:n]:
+                    now = time.time()
+                    check_and_liquidate.apply_async((u, 0, now, "bench", now), queue="priority")
+                    time.sleep(0.02)
+                    b.advance(task)
+            deadline = time.time() + 60
+            while len(self.attempts()) < before + n and time.time() < deadline:
+                time.sleep(0.2)
+            rows = self.attempts()[before:]
+            return [(a.started_at - a.enqueued_at) * 1000 for a in rows if a.started_at and a.enqueued_at]
+
+        quiet = probe("priority lane, idle default queue")
+        self.backlog(self.args.backlog, healthy)
+        busy = probe(f"priority lane, {self.args.backlog:,} tasks waiting on default")
+        waiting = self.rt().state.r.llen("default")
+        out = {"without_backlog_ms": summary(quiet), "with_backlog_ms": summary(busy), "default_waiting_after": waiting,
+               "isolation_ratio_p99": pct(busy, 99) / pct(quiet, 99), "raw": {"quiet": quiet, "busy": busy}}
+        console.print(f"enqueue->start p99: {pct(quiet, 99):.2f} ms idle, {pct(busy, 99):.2f} ms with the backlog "
+                      f"(ratio {out['isolation_ratio_p99']:.2f}; {waiting:,} still waiting)")
+        return out
+
+    # --- phases 2 and 3: a price move, end to end ----------------------------------------------
+    def crash(self, label: str, borrowers: list[str], timeout: float) -> dict:
+        from liqbot.chain import aave
+        from liqbot.chain.reader import account_data
+
+        rpc, pool = self.dn.rpc, self.dn.market.pool
+        # The price transaction is mined the moment anvil (automine) receives it: that instant is the
+        # chain event every stage below is measured from.
+        event_at = time.time()
+        move = move_price(self.dn.market, self.args.asset, pct=self.args.pct)
+        mined_at_event = event_at
+        after = account_data(rpc, pool, borrowers, block=hex(move.block))
+        targets = {u for u, a in after.items() if a.liquidatable}
+        console.print(f"[bold]{label}[/]: {self.args.asset} {self.args.pct:+}% at block {move.block}: "
+                      f"{len(targets)} of {len(borrowers)} borrowers liquidatable")
+        mined: dict[str, tuple[float, int]] = {}
+        stop = threading.Event()
+
+        def watch() -> None:  # when each liquidation shows up on chain, at ~20 ms resolution
+            while not stop.is_set():
+                logs = rpc.call("eth_getLogs", {"fromBlock": hex(move.block), "toBlock": "latest", "address": pool,
+                                                "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
+                now = time.time()
+                for lg in logs:
+                    mined.setdefault(lg["transactionHash"], (now, int(lg["blockNumber"], 16)))
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        users_done: set[str] = set()
+        deadline = time.time() + timeout
+        with bar(label) as b:
+            task = b.add_task(label, total=len(targets))
+            while users_done < targets and time.time() < deadline:
+                users_done = {a.user for a in self.attempts() if a.tx_hash and a.tx_hash in mined} & targets
+                b.update(task, completed=len(users_done))
+                time.sleep(0.25)
+        stop.set()
+        watcher.join(2)
+        first: dict[str, object] = {}
+        for a in self.attempts():
+            if a.tx_hash and a.user in targets and a.user not in first:
+                first[a.user] = a
+        rows = []
+        for a in first.values():
+            m_at, m_block = mined.get(a.tx_hash, (None, None))
+            rows.append({"user": a.user, "path": a.path, "event_ms": 0.0,
+                         "detected_ms": (a.detected_at - mined_at_event) * 1000,
+                         "enqueued_ms": ((a.enqueued_at or a.detected_at) - mined_at_event) * 1000,
+                         "started_ms": (a.started_at - mined_at_event) * 1000,
+                         "sent_ms": (a.sent_at - mined_at_event) * 1000,
+                         "mined_ms": (m_at - mined_at_event) * 1000 if m_at else None,
+                         "detect_to_send_ms": a.latency_ms, "blocks": (m_block - move.block) if m_block else None})
+        out = {"liquidatable": len(targets), "liquidated": len(first), "timed_out": users_done < targets,
+               "detect_to_send_ms": summary([r["detect_to_send_ms"] for r in rows]),
+               "event_to_detect_ms": summary([r["detected_ms"] for r in rows]),
+               "event_to_send_ms": summary([r["sent_ms"] for r in rows]),
+               "event_to_mined_ms": summary([r["mined_ms"] for r in rows if r["mined_ms"] is not None]),
+               "enqueue_to_start_ms": summary([r["started_ms"] - r["enqueued_ms"] for r in rows]),
+               "blocks_after_price": summary([r["blocks"] for r in rows if r["blocks"] is not None]),
+               "paths": sorted({r["path"] for r in rows}), "rows": rows}
+        console.print(f"  detection->send p50 {out['detect_to_send_ms']['p50']:.1f} ms, p99 "
+                      f"{out['detect_to_send_ms']['p99']:.1f} ms; event->mined p50 {out['event_to_mined_ms']['p50']:.1f} ms; "
+                      f"{len(first)}/{len(targets)} liquidated")
+        return out
+
+    def run_pipeline(self, label: str, borrowers: list[str], fast: bool, timeout: float) -> dict:
+        st = self.stack
+        for name in list(st.procs):
+            if name != "redis":
+                st.stop(name)
+        self.rt().state.r.flushdb()
+        self.configure(f"{label}.sqlite", WS_FAST_PATH="true" if fast else "false")
+        st.worker("priority", PRIORITY_WORKER, wait=True)
+        st.worker("default", DEFAULT_WORKER, wait=True, nice=10)
+        st.beat()
+        self.backlog(self.args.backlog, borrowers)
+        st.producer()
+        time.sleep(2)
+        result = self.crash(label, borrowers, timeout)
+        result["peak_memory_mb"] = peak_memory(st)
+        return result
+
+    # --- phase 4: the scanner's rate ------------------------------------------------------------
+    def scanner(self, sizes: list[int]) -> dict:
+        from liqbot.chain.reader import account_calldata, account_data
+
+        rt = self.rt()
+        pool, url, batch = rt.market.pool, rt.settings.rpc_url, rt.settings.scan_batch_size
+        out = {}
+        for n in sizes:
+            users = ["0x" + random.Random(i).randbytes(20).hex() for i in range(n)]
+            from eth_utils import to_checksum_address
+
+            users = [to_checksum_address(u) for u in users]
+            session = requests.Session()
+            t0 = time.perf_counter()
+            for start in range(0, n, batch):
+                payload = [{"jsonrpc": "2.0", "id": i, "method": "eth_call",
+                            "params": [{"to": pool, "data": account_calldata(u)}, "latest"]}
+                           for i, u in enumerate(users[start : start + batch])]
+                session.post(url, data=json.dumps(payload), headers={"content-type": "application/json"}).json()
+            raw = n / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            got = account_data(rt.rpc, pool, users, batch)
+            ours = n / (time.perf_counter() - t0)
+            assert len(got) == n
+            out[str(n)] = {"raw_users_per_s": raw, "scanner_users_per_s": ours, "ratio": ours / raw}
+            console.print(f"scanner at {n:,} users: {ours:,.0f}/s vs raw JSON-RPC batch {raw:,.0f}/s ({ours / raw:.0%})")
+        return out
+
+    def close(self) -> None:
+        self.stack.stop_all()
+        self.dn.stop()
+
+
+def peak_memory(stack: Stack) -> dict[str, float]:
+    """VmHWM of each process and its children (prefork pools), in MB."""
+    out = {}
+    for name, proc in stack.procs.items():
+        pids = [proc.popen.pid]
+        try:
+            children = Path(f"/proc/{proc.popen.pid}/task/{proc.popen.pid}/children").read_text().split()
+            pids += [int(c) for c in children]
+        except OSError:
+            pass
+        peak = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak += int(line.split()[1])
+            except OSError:
+                continue
+        out[name] = round(peak / 1024, 1)
+    return out
+
+
+def machine() -> dict:
+    mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")), "?")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": round(int(mem) / 2**20, 1), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--borrowers", type=int, default=2000)
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--asset", default="WETH")
+    parser.add_argument("--pct", type=float, default=-8)
+    parser.add_argument("--scanner-users", default="10000,100000")
+    parser.add_argument("--slow-timeout", type=float, default=1800)
+    parser.add_argument("--name", default="default")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    bench = Bench(args)
+    try:
+        bench.stack.redis()
+        bench.configure("isolation.sqlite")
+        with bar(f"seeding {args.borrowers:,} borrowers") as b:
+            task = b.add_task("seed", total=args.borrowers)
+            borrowers = [p.address for p in seed_borrowers(bench.dn.market, args.borrowers, seed=2024,
+                                                           progress=lambda k: b.advance(task, k)).borrowers]
+        snap = bench.dn.snapshot()
+        st = bench.stack
+        st.worker("priority", PRIORITY_WORKER)
+        st.worker("default", DEFAULT_WORKER, nice=10)
+        bench.results["isolation"] = bench.isolation(borrowers)
+        bench.dn.revert(snap)
+        snap = bench.dn.snapshot()
+        bench.results["fast"] = bench.run_pipeline("fast", borrowers, True, 600)
+        bench.dn.revert(snap)
+        bench.results["slow"] = bench.run_pipeline("slow", borrowers, False, args.slow_timeout)
+        f, s = bench.results["fast"]["detect_to_send_ms"], bench.results["slow"]["detect_to_send_ms"]
+        bench.results["fast_vs_slow_p50"] = s["p50"] / f["p50"]
+        fe, se = bench.results["fast"]["event_to_send_ms"], bench.results["slow"]["event_to_send_ms"]
+        bench.results["fast_vs_slow_event_to_send_p50"] = se["p50"] / fe["p50"]
+        console.print(f"fast path {bench.results['fast_vs_slow_event_to_send_p50']:.1f}x faster than WS_FAST_PATH=false "
+                      "(chain event -> send, p50)")
+        bench.results["scanner"] = bench.scanner([int(x) for x in args.scanner_users.split(",") if x])
+    finally:
+        bench.close()
+    from bench.report import write
+
+    write(bench.results, args.name)
+
+
+if __name__ == "__main__":
+    main()
