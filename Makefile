@@ -5,11 +5,13 @@ PY     := $(VENV)/bin/python
 STAMP_PY  := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 
-.PHONY: setup test test-unit lint chaos bench clean
+.PHONY: setup test test-unit lint chaos bench demo clean
 BENCH_ARGS ?=
+DEMO_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
+	@echo "make demo    the whole stack on a local devnet, liquidating live (Ctrl-C stops it)"
 	@echo "make setup   venv in $(VENV), pip and npm installs (idempotent)"
 	@echo "make test    the whole test suite (unit + integration against anvil, Redis, PostgreSQL)"
 	@echo "make lint    ruff"
@@ -29,6 +31,10 @@ $(STAMP_NPM): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
 	$(PY) -c "from liqbot.devnet import artifacts; artifacts.anvil_binary(); artifacts.ours('SettableAggregator')"
 	touch $@
+
+demo: setup
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(VENV)/bin/liqbot demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest

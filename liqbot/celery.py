@@ -26,6 +26,10 @@ def _consumes_priority(consumer: object) -> bool:
 def _start_heartbeat(sender: object, **_: object) -> None:
     from liqbot.runtime import runtime
 
+    try:
+        _serve_metrics()
+    except Exception as exc:  # metrics are a nicety; the heartbeat below is what routes liquidations here
+        log.warning("metrics not served: %s", exc)
     if not _consumes_priority(sender):
         return
     rt = runtime()
@@ -42,6 +46,21 @@ def _start_heartbeat(sender: object, **_: object) -> None:
 
     threading.Thread(target=beat, name="priority-heartbeat", daemon=True).start()
     log.info("priority worker %s alive (heartbeat every %.1fs)", name, interval)
+
+
+def _serve_metrics() -> None:
+    """METRICS_PORT + 1 upwards: the first free port, so several workers on one machine each get one."""
+    import socket
+
+    from liqbot.metrics import serve
+    from liqbot.runtime import runtime
+
+    base = runtime().settings.metrics_port
+    for port in range(base + 1, base + 20) if base else ():
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                serve(port)
+                return
 
 
 @worker_shutdown.connect

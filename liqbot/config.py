@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     fault_pause_after_send_secs: float = Field(0.0, ge=0)  # tests only: a window to kill a worker mid-liquidation
     redis_prefix: str = Field("liqbot", min_length=1)
     log_level: str = "INFO"
+    metrics_port: int = Field(0, ge=0, le=65535)  # 0: off; the producer serves it, workers on metrics_port + 1, + 2, ...
 
     @model_validator(mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import redis
 import typer
 from rich.console import Console
 
@@ -21,6 +22,18 @@ app.add_typer(breaker_app, name="breaker")
 app.command()(producer)
 app.command()(status)
 
+
+@app.command()
+def demo(
+    borrowers: int = typer.Option(200, min=1, help="How many borrowers to seed."),
+    duration: float = typer.Option(0, min=0, help="Stop after this many seconds (0: run until Ctrl-C)."),
+    flower_port: int = typer.Option(0, min=0, max=65535, help="Flower's port (0: a free one)."),
+) -> None:
+    """The whole stack on a fresh devnet: seed borrowers, crash prices, watch liquidations land."""
+    from liqbot.demo import run_demo
+
+    run_demo(borrowers, duration or None, flower_port or None)
+
 err = Console(stderr=True)
 
 
@@ -30,4 +43,7 @@ def main() -> None:
         app()
     except LiqbotError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (redis.RedisError, OSError) as exc:
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -437,6 +437,9 @@ class Producer:
 
 
 def run_producer(rt: Runtime) -> None:
+    from liqbot.metrics import serve
+
+    serve(rt.settings.metrics_port)
     producer = Producer(rt)
     try:
         asyncio.run(producer.run())

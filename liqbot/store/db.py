@@ -18,6 +18,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -134,7 +135,13 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-    Base.metadata.create_all(engine)
+    for attempt in range(3):  # several processes may create the schema at once
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
     return engine
 
 
