@@ -72,8 +72,9 @@ def markdown(r: dict, name: str) -> str:
         "Everything (anvil, Redis, SQLite, both workers, beat, the producer and this script) shares those cores.",
         "",
         f"Scenario: {a['borrowers']:,} seeded borrowers, {a['backlog']:,} `update_position` tasks waiting on the default "
-        f"queue, {a['asset']} moved {a['pct']:+}%: {f['liquidatable']} borrowers liquidatable. One priority worker "
-        "(`-c 1 --prefetch-multiplier=1`), one default worker.",
+        f"queue (bookkeeping of the users the move leaves healthy), {a['asset']} moved {a['pct']:+}%: "
+        f"{f['liquidatable']} borrowers liquidatable at once. {a.get('priority_workers', 1)} priority worker(s) "
+        "(`-c 1 --prefetch-multiplier=1`), one default worker (at `nice 10`), beat, the producer.",
         "",
         "| measure | n | p50 | p90 | p99 | max | unit |",
         "|---|---|---|---|---|---|---|",

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import websockets
@@ -33,7 +33,7 @@ from liqbot.logs import FAST
 from liqbot.producer.events import PRICE_EVENTS, USER_EVENTS, classify, topics
 from liqbot.runtime import Runtime
 from liqbot.store.lease import Lease
-from liqbot.store.positions import exposure, get_cursor, known_users, set_cursor
+from liqbot.store.positions import exposure, get_cursor, health_factors, set_cursor
 from liqbot.tasks.routing import Detection, route_liquidation
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,15 @@ BUFFER_MAX = 100_000
 LEASE_TTL_SECS = 5.0
 REORG_DEPTH = 64
 STREAM_ERRORS = (websockets.ConnectionClosed, websockets.InvalidHandshake, OSError, RpcError, asyncio.TimeoutError)
+
+
+def risk_batches(users: list[str], size: int) -> Iterator[list[str]]:
+    """A small first batch (answered fastest), then growing ones up to `size`."""
+    start, step = 0, min(50, size)
+    while start < len(users):
+        yield users[start : start + step]
+        start += step
+        step = min(size, step * 4)
 
 
 class LostLease(Exception):
@@ -72,6 +81,7 @@ class Producer:
         self.lease = Lease(rt.state.r, rt.state.key("producer", "leader"), LEASE_TTL_SECS)
         self.reconnects = 0
         self.recent: OrderedDict[int, str] = OrderedDict()  # block number -> hash, for reorg detection
+        self.last_hf: dict[str, int] = {}  # user -> last health factor seen (wad), to check the riskiest first
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -83,7 +93,8 @@ class Producer:
     def load(self) -> None:
         with self.rt.sessions() as session:
             self.index = exposure(session)
-            self.known = set(known_users(session))
+            self.last_hf = health_factors(session)
+            self.known = set(self.last_hf)
             stored = get_cursor(session, CURSOR)
         self.cursor = stored if stored is not None else max(self.s.start_block - 1, -1)
         try:
@@ -189,19 +200,29 @@ class Producer:
             self._books.submit(self._publish_updates, dict(ch.users), time.time())
 
     def fast_check(self, users: dict[str, int], detected_at: float) -> None:
-        """Health of every affected user in one batched call; liquidatable ones go to the priority lane."""
+        """Health of every affected user in batched calls, riskiest first (by the last health factor we
+        saw), each batch's liquidatable users routed before the next batch is read: with thousands of
+        users exposed to a price, the ones about to be liquidated do not wait for the safe ones."""
         t0 = time.time()
-        accounts = account_data(self.rpc(), self.market.pool, list(users), self.s.scan_batch_size)
-        hits = [a for a in accounts.values() if a.liquidatable]
-        for acc in hits:
-            try:
-                route_liquidation(Detection(acc.user, users[acc.user], detected_at, "fast"))
-            except Exception as exc:  # Redis or the broker is down: keep it for later
-                log.warning("%s cannot route user=%s now (%s); buffered", FAST, acc.user, exc)
-                self._buffer({acc.user: users[acc.user]}, detected_at, liquidatable=True)
+        ordered = sorted(users, key=lambda u: self.last_hf.get(u, -1))  # unknown users first, then by risk
+        hits = 0
+        for chunk in risk_batches(ordered, self.s.scan_batch_size):
+            accounts = account_data(self.rpc(), self.market.pool, chunk, self.s.scan_batch_size)
+            for acc in accounts.values():
+                self.last_hf[acc.user] = acc.health_factor if acc.has_debt else 2**255
+                if acc.liquidatable:
+                    hits += 1
+                    self._route(acc.user, users[acc.user], detected_at)
         if hits:
-            log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, len(hits), len(users),
+            log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, hits, len(users),
                      (time.time() - t0) * 1000)
+
+    def _route(self, user: str, block: int, detected_at: float) -> None:
+        try:
+            route_liquidation(Detection(user, block, detected_at, "fast"))
+        except Exception as exc:  # Redis or the broker is down: keep it for later
+            log.warning("%s cannot route user=%s now (%s); buffered", FAST, user, exc)
+            self._buffer({user: block}, detected_at, liquidatable=True)
 
     def _publish_updates(self, users: dict[str, int], detected_at: float) -> None:
         from liqbot.tasks.positions import update_position

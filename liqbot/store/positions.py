@@ -53,6 +53,11 @@ def _upsert_user(session: Session, acc: AccountData, block: int) -> None:
     session.merge(user)
 
 
+def health_factors(session: Session) -> dict[str, int]:
+    """user -> stored health factor (wad, capped): what the producer orders its checks by."""
+    return dict(session.execute(select(User.address, User.health_factor)).tuples().all())
+
+
 def known_users(session: Session) -> list[str]:
     return list(session.scalars(select(User.address).order_by(User.address)))
 

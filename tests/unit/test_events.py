@@ -69,3 +69,13 @@ def test_malformed_logs_are_counted_and_skipped():
     assert ch.skipped == 4
     assert ch.users == {}
     assert ch.prices == {}
+
+
+def test_risk_batches_start_small_and_cover_everyone():
+    from liqbot.producer.listener import risk_batches
+
+    users = [f"u{i}" for i in range(1234)]
+    batches = list(risk_batches(users, 500))
+    assert [len(b) for b in batches] == [50, 200, 500, 484]
+    assert [u for b in batches for u in b] == users
+    assert list(risk_batches([], 500)) == []
