@@ -34,6 +34,7 @@ class Outcome:
     outcome: str
     reason: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False  # failed before anything was sent: safe to try again
 
 
 def rules_for(rt: Runtime) -> Rules:
@@ -142,7 +143,7 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str) -> Outcome:
         log.exception("%s attempt for user=%s failed", mark, record["user"])
         with contextlib.suppress(Exception):
             rt.breaker.result(False, f"{type(exc).__name__}: {exc}")
-        result = Outcome("failed", f"{type(exc).__name__}: {exc}"[:200])
+        result = Outcome("failed", f"{type(exc).__name__}: {exc}"[:200], retryable=isinstance(exc, RpcError))
     fields = {**record, **result.fields, "outcome": result.outcome, "reason": result.reason or None}
     if result.outcome == "sent":
         fields["latency_ms"] = (fields["sent_at"] - record["detected_at"]) * 1000

@@ -67,7 +67,8 @@ class Stack:
 
     def worker(self, name: str, lane: tuple[str, ...], *more: str, wait: bool = True,
                extra_env: dict[str, str] | None = None, nice: int = 0) -> Proc:
-        """`nice` lowers a bookkeeping worker's CPU priority, so on a small machine it yields to the lane."""
+        """`nice` sets a worker's CPU priority (bookkeeping +10, the lane -5): on a small machine the lane
+        must not wait for a timeslice behind bookkeeping."""
         proc = self.celery(name, *lane, *LANE_FLAGS, "-n", f"{name}@%h", *more, extra_env=extra_env, nice=nice)
         if wait:
             self.wait_for(lambda: " ready." in proc.text(), f"worker {name}", 60, proc)

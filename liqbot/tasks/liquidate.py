@@ -10,6 +10,8 @@ from liqbot.logs import FAST
 from liqbot.runtime import runtime
 from liqbot.tasks.routing import valid_user
 
+MAX_READ_RETRIES = 2
+
 
 @app.task(name="liqbot.check_and_liquidate", bind=True, acks_late=True, reject_on_worker_lost=True, time_limit=15,
           soft_time_limit=12)
@@ -21,4 +23,8 @@ def check_and_liquidate(self, user: str, detected_block: int, detected_at: float
         return "invalid"
     record = {"user": user, "path": path, "task_id": self.request.id, "detected_block": detected_block,
               "detected_at": detected_at, "enqueued_at": enqueued_at, "started_at": time.time()}
-    return run_and_record(runtime(), record, FAST if path != "fallback" else "↪").outcome
+    result = run_and_record(runtime(), record, FAST if path != "fallback" else "↪")
+    if result.retryable and self.request.retries < MAX_READ_RETRIES:
+        # A read failed before anything was sent (a node hiccup): try again at once; sends never retry.
+        raise self.retry(countdown=0.2, max_retries=MAX_READ_RETRIES)
+    return result.outcome
