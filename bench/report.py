@@ -31,7 +31,7 @@ def plot(results: dict, path: Path) -> None:
             axes[0].plot(vals, [i / len(vals) for i in range(1, len(vals) + 1)], color=colour,
                          label=f"{'fast path' if key == 'fast' else 'WS_FAST_PATH=false'} (n={len(vals)})")
     axes[0].set_xscale("log")
-    axes[0].set_xlabel("price update mined -> liquidation sent (ms)")
+    axes[0].set_xlabel("price update -> liquidation sent (ms)")
     axes[0].set_ylabel("share of liquidations")
     axes[0].set_title("chain event to send, CDF")
     axes[0].legend()
@@ -41,7 +41,7 @@ def plot(results: dict, path: Path) -> None:
         vals = [r[stage] for r in rows if r[stage] is not None]
         axes[1].boxplot(vals, positions=[i], widths=0.6)
     axes[1].set_xticks(range(len(stages)), [s.removesuffix("_ms") for s in stages])
-    axes[1].set_ylabel("ms after the price update was mined")
+    axes[1].set_ylabel("ms after the price update")
     axes[1].set_title("fast path, stage by stage")
     iso = results["isolation"]["raw"]
     axes[2].hist([iso["quiet"], iso["busy"]], bins=30, label=["idle default queue", "with backlog"])
@@ -52,7 +52,9 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _row(label: str, s: dict, unit: str = "ms") -> str:
+def _row(label: str, s: dict | None, unit: str = "ms") -> str:
+    if not s:
+        return f"| {label} | - | | | | | {unit} |"
     return f"| {label} | {s['n']} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['max']:.1f} | {unit} |"
 
 
@@ -61,7 +63,7 @@ def markdown(r: dict, name: str) -> str:
     m = r["machine"]
     f, s, iso = r["fast"], r["slow"], r["isolation"]
     cmd = (f"make bench BENCH_ARGS=\"--borrowers {a['borrowers']} --backlog {a['backlog']} --asset {a['asset']} "
-           f"--pct {a['pct']} --name {name}\"")
+           f"--pct {a['pct']} --steps {a.get('steps', 1)} --priority-workers {a.get('priority_workers', 1)} --name {name}\"")
     lines = [
         "# Benchmark results",
         "",
@@ -72,21 +74,23 @@ def markdown(r: dict, name: str) -> str:
         "Everything (anvil, Redis, SQLite, both workers, beat, the producer and this script) shares those cores.",
         "",
         f"Scenario: {a['borrowers']:,} seeded borrowers, {a['backlog']:,} `update_position` tasks waiting on the default "
-        f"queue (bookkeeping of the users the move leaves healthy), {a['asset']} moved {a['pct']:+}%: "
-        f"{f['liquidatable']} borrowers liquidatable at once. {a.get('priority_workers', 1)} priority worker(s) "
-        "(`-c 1 --prefetch-multiplier=1`), one default worker (at `nice 10`), beat, the producer.",
+        f"queue (bookkeeping of the users the move leaves healthy), {a['asset']} moved {a['pct']:+}% in "
+        f"{a.get('steps', 1)} oracle update(s) {a.get('step_secs', 0):g} s apart: {f['liquidatable']} borrowers "
+        f"liquidatable. {a.get('priority_workers', 1)} priority worker(s) (`-c 1 --prefetch-multiplier=1`, at `nice -5`), "
+        "one default worker (at `nice 10`), beat, the producer.",
         "",
         "| measure | n | p50 | p90 | p99 | max | unit |",
         "|---|---|---|---|---|---|---|",
         _row("fast path: detection -> send", f["detect_to_send_ms"]),
-        _row("fast path: price mined -> producer detects", f["event_to_detect_ms"]),
+        _row("fast path: price update -> producer detects", f["event_to_detect_ms"]),
         _row("fast path: priority enqueue -> task start", f["enqueue_to_start_ms"]),
-        _row("fast path: price mined -> tx sent", f["event_to_send_ms"]),
-        _row("fast path: price mined -> liquidation mined", f["event_to_mined_ms"]),
+        _row("fast path: task start -> tx sent (the worker's own time)", f.get("start_to_send_ms")),
+        _row("fast path: price update -> tx sent", f["event_to_send_ms"]),
+        _row("fast path: price update -> liquidation mined", f["event_to_mined_ms"]),
         _row("fast path: blocks between price update and liquidation", f["blocks_after_price"], "blocks"),
-        _row("WS_FAST_PATH=false: price mined -> tx sent", s["event_to_send_ms"]),
+        _row("WS_FAST_PATH=false: price update -> tx sent", s["event_to_send_ms"]),
         _row("WS_FAST_PATH=false: detection (by update_position / scan) -> send", s["detect_to_send_ms"]),
-        _row("WS_FAST_PATH=false: price mined -> liquidation mined", s["event_to_mined_ms"]),
+        _row("WS_FAST_PATH=false: price update -> liquidation mined", s["event_to_mined_ms"]),
         _row("WS_FAST_PATH=false: blocks between price update and liquidation", s["blocks_after_price"], "blocks"),
         _row("priority enqueue -> start, idle default queue", iso["without_backlog_ms"]),
         _row(f"priority enqueue -> start, {a['backlog']:,} waiting on default", iso["with_backlog_ms"]),

@@ -131,33 +131,37 @@ class Bench:
 
     # --- phases 2 and 3: a price move, end to end ----------------------------------------------
     def crash(self, label: str, borrowers: list[str], timeout: float) -> dict:
+        """Move the price in `--steps` oracle updates (a Chainlink feed moves in deviation-threshold
+        steps, not at once) and follow every liquidation from the update that made it liquidatable."""
         from liqbot.chain import aave
         from liqbot.chain.reader import account_data
 
         rpc, pool = self.dn.rpc, self.dn.market.pool
-        # The price transaction is mined the moment anvil (automine) receives it: that instant is the
-        # chain event every stage below is measured from.
-        event_at = time.time()
-        move = move_price(self.dn.market, self.args.asset, pct=self.args.pct)
-        mined_at_event = event_at
-        after = account_data(rpc, pool, borrowers, block=hex(move.block))
-        targets = {u for u, a in after.items() if a.liquidatable}
-        console.print(f"[bold]{label}[/]: {self.args.asset} {self.args.pct:+}% at block {move.block}: "
-                      f"{len(targets)} of {len(borrowers)} borrowers liquidatable")
+        steps: list[tuple[int, float]] = []  # (block, when the update was sent: anvil mines it on arrival)
+        step_pct = ((1 + self.args.pct / 100) ** (1 / self.args.steps) - 1) * 100
         mined: dict[str, tuple[float, int]] = {}
         stop = threading.Event()
+        first_block = int(rpc.call("eth_blockNumber"), 16) + 1
 
-        def watch() -> None:  # when each liquidation shows up on chain, at ~20 ms resolution
+        def watch() -> None:  # when each liquidation shows up on chain, at ~50 ms resolution
             while not stop.is_set():
-                logs = rpc.call("eth_getLogs", {"fromBlock": hex(move.block), "toBlock": "latest", "address": pool,
+                logs = rpc.call("eth_getLogs", {"fromBlock": hex(first_block), "toBlock": "latest", "address": pool,
                                                 "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
                 now = time.time()
                 for lg in logs:
                     mined.setdefault(lg["transactionHash"], (now, int(lg["blockNumber"], 16)))
-                time.sleep(0.02)
+                time.sleep(0.05)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        for _ in range(self.args.steps):
+            at = time.time()
+            steps.append((move_price(self.dn.market, self.args.asset, pct=step_pct).block, at))
+            time.sleep(self.args.step_secs)
+        after = account_data(rpc, pool, borrowers, block=hex(steps[-1][0]))
+        targets = {u for u, a in after.items() if a.liquidatable or a.user in {x.user for x in self.attempts() if x.tx_hash}}
+        console.print(f"[bold]{label}[/]: {self.args.asset} {self.args.pct:+}% in {self.args.steps} updates "
+                      f"(blocks {steps[0][0]}-{steps[-1][0]}): {len(targets)} of {len(borrowers)} borrowers liquidatable")
         users_done: set[str] = set()
         deadline = time.time() + timeout
         with bar(label) as b:
@@ -174,25 +178,27 @@ class Bench:
                 first[a.user] = a
         rows = []
         for a in first.values():
+            block, event_at = max((s for s in steps if s[0] <= max(a.detected_block, steps[0][0])), key=lambda s: s[0])
             m_at, m_block = mined.get(a.tx_hash, (None, None))
-            rows.append({"user": a.user, "path": a.path, "event_ms": 0.0,
-                         "detected_ms": (a.detected_at - mined_at_event) * 1000,
-                         "enqueued_ms": ((a.enqueued_at or a.detected_at) - mined_at_event) * 1000,
-                         "started_ms": (a.started_at - mined_at_event) * 1000,
-                         "sent_ms": (a.sent_at - mined_at_event) * 1000,
-                         "mined_ms": (m_at - mined_at_event) * 1000 if m_at else None,
-                         "detect_to_send_ms": a.latency_ms, "blocks": (m_block - move.block) if m_block else None})
+            rows.append({"user": a.user, "path": a.path, "price_block": block,
+                         "detected_ms": (a.detected_at - event_at) * 1000,
+                         "enqueued_ms": ((a.enqueued_at or a.detected_at) - event_at) * 1000,
+                         "started_ms": (a.started_at - event_at) * 1000,
+                         "sent_ms": (a.sent_at - event_at) * 1000,
+                         "mined_ms": (m_at - event_at) * 1000 if m_at else None,
+                         "detect_to_send_ms": a.latency_ms, "blocks": (m_block - block) if m_block else None})
         out = {"liquidatable": len(targets), "liquidated": len(first), "timed_out": users_done < targets,
                "detect_to_send_ms": summary([r["detect_to_send_ms"] for r in rows]),
                "event_to_detect_ms": summary([r["detected_ms"] for r in rows]),
                "event_to_send_ms": summary([r["sent_ms"] for r in rows]),
                "event_to_mined_ms": summary([r["mined_ms"] for r in rows if r["mined_ms"] is not None]),
                "enqueue_to_start_ms": summary([r["started_ms"] - r["enqueued_ms"] for r in rows]),
+               "start_to_send_ms": summary([r["sent_ms"] - r["started_ms"] for r in rows]),
                "blocks_after_price": summary([r["blocks"] for r in rows if r["blocks"] is not None]),
                "paths": sorted({r["path"] for r in rows}), "rows": rows}
         console.print(f"  detection->send p50 {out['detect_to_send_ms']['p50']:.1f} ms, p99 "
-                      f"{out['detect_to_send_ms']['p99']:.1f} ms; event->mined p50 {out['event_to_mined_ms']['p50']:.1f} ms; "
-                      f"{len(first)}/{len(targets)} liquidated")
+                      f"{out['detect_to_send_ms']['p99']:.1f} ms; price update->sent p50 {out['event_to_send_ms']['p50']:.1f} ms;"
+                      f" {len(first)}/{len(targets)} liquidated")
         return out
 
     def run_pipeline(self, label: str, borrowers: list[str], healthy: list[str], fast: bool, timeout: float) -> dict:
@@ -285,7 +291,9 @@ def main() -> None:
     parser.add_argument("--borrowers", type=int, default=2000)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--asset", default="WETH")
-    parser.add_argument("--pct", type=float, default=-8)
+    parser.add_argument("--pct", type=float, default=-8, help="the whole move, in percent")
+    parser.add_argument("--steps", type=int, default=8, help="oracle updates the move arrives in (1: one jump)")
+    parser.add_argument("--step-secs", type=float, default=3.0, help="seconds between two updates")
     parser.add_argument("--scanner-users", default="10000,100000")
     parser.add_argument("--slow-timeout", type=float, default=1800)
     parser.add_argument("--priority-workers", type=int, default=1, help="priority worker processes (-c 1 each)")
