@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from liqbot.devnet import Devnet, move_price, seed_borrowers
 from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
+from liqbot.errors import RpcError
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -141,12 +142,16 @@ class Bench:
         step_pct = ((1 + self.args.pct / 100) ** (1 / self.args.steps) - 1) * 100
         mined: dict[str, tuple[float, int]] = {}
         stop = threading.Event()
-        first_block = int(rpc.call("eth_blockNumber"), 16) + 1
+        first_block = int(rpc.call("eth_blockNumber"), 16)
 
         def watch() -> None:  # when each liquidation shows up on chain, at ~50 ms resolution
             while not stop.is_set():
-                logs = rpc.call("eth_getLogs", {"fromBlock": hex(first_block), "toBlock": "latest", "address": pool,
-                                                "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
+                try:
+                    logs = rpc.call("eth_getLogs", {"fromBlock": hex(first_block), "toBlock": "latest", "address": pool,
+                                                    "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
+                except RpcError:
+                    time.sleep(0.05)
+                    continue
                 now = time.time()
                 for lg in logs:
                     mined.setdefault(lg["transactionHash"], (now, int(lg["blockNumber"], 16)))
