@@ -145,16 +145,19 @@ class Bench:
         first_block = int(rpc.call("eth_blockNumber"), 16)
 
         def watch() -> None:  # when each liquidation shows up on chain, at ~50 ms resolution
+            seen = first_block  # only new blocks each time: the watcher must not load the node it measures
             while not stop.is_set():
                 try:
-                    logs = rpc.call("eth_getLogs", {"fromBlock": hex(first_block), "toBlock": "latest", "address": pool,
-                                                    "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
+                    head = int(rpc.call("eth_blockNumber"), 16)
+                    logs = rpc.call("eth_getLogs", {"fromBlock": hex(seen), "toBlock": hex(head), "address": pool,
+                                                    "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]}) if head >= seen else []
                 except RpcError:
                     time.sleep(0.05)
                     continue
                 now = time.time()
                 for lg in logs:
                     mined.setdefault(lg["transactionHash"], (now, int(lg["blockNumber"], 16)))
+                seen = max(seen, head + 1)
                 time.sleep(0.05)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -302,8 +305,13 @@ def main() -> None:
     parser.add_argument("--scanner-users", default="10000,100000")
     parser.add_argument("--slow-timeout", type=float, default=1800)
     parser.add_argument("--priority-workers", type=int, default=1, help="priority worker processes (-c 1 each)")
+    parser.add_argument("--phases", default="isolation,fast,slow,scanner",
+                        help="comma-separated subset, for iterating on one figure (RESULTS.md needs all)")
     parser.add_argument("--name", default="default")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
+    if unknown := phases - {"isolation", "fast", "slow", "scanner"}:
+        parser.error(f"--phases: unknown phase(s) {', '.join(sorted(unknown))}")
     sys.path.insert(0, str(ROOT))
     signal.signal(signal.SIGTERM, _interrupt)  # `finally` then stops everything we started
     bench = Bench(args)
@@ -327,24 +335,33 @@ def main() -> None:
         st = bench.stack
         st.worker("priority", PRIORITY_WORKER, nice=-5)
         st.worker("default", DEFAULT_WORKER, nice=10)
-        bench.results["isolation"] = bench.isolation(healthy)
-        bench.dn.revert(snap)
-        snap = bench.dn.snapshot()
-        bench.results["fast"] = bench.run_pipeline("fast", borrowers, healthy, True, 600)
-        bench.dn.revert(snap)
-        bench.results["slow"] = bench.run_pipeline("slow", borrowers, healthy, False, args.slow_timeout)
-        f, s = bench.results["fast"]["detect_to_send_ms"], bench.results["slow"]["detect_to_send_ms"]
-        bench.results["fast_vs_slow_p50"] = s["p50"] / f["p50"]
-        fe, se = bench.results["fast"]["event_to_send_ms"], bench.results["slow"]["event_to_send_ms"]
-        bench.results["fast_vs_slow_event_to_send_p50"] = se["p50"] / fe["p50"]
-        console.print(f"fast path {bench.results['fast_vs_slow_event_to_send_p50']:.1f}x faster than WS_FAST_PATH=false "
-                      "(chain event -> send, p50)")
-        bench.results["scanner"] = bench.scanner([int(x) for x in args.scanner_users.split(",") if x])
+        if "isolation" in phases:
+            bench.results["isolation"] = bench.isolation(healthy)
+        for label in ("fast", "slow"):
+            if label in phases:
+                bench.dn.revert(snap)
+                snap = bench.dn.snapshot()
+                bench.results[label] = bench.run_pipeline(label, borrowers, healthy, label == "fast",
+                                                          600 if label == "fast" else args.slow_timeout)
+        if {"fast", "slow"} <= phases:
+            f, s = bench.results["fast"]["detect_to_send_ms"], bench.results["slow"]["detect_to_send_ms"]
+            bench.results["fast_vs_slow_p50"] = s["p50"] / f["p50"]
+            fe, se = bench.results["fast"]["event_to_send_ms"], bench.results["slow"]["event_to_send_ms"]
+            bench.results["fast_vs_slow_event_to_send_p50"] = se["p50"] / fe["p50"]
+            console.print(f"fast path {bench.results['fast_vs_slow_event_to_send_p50']:.1f}x faster than "
+                          "WS_FAST_PATH=false (chain event -> send, p50)")
+        if "scanner" in phases:
+            bench.results["scanner"] = bench.scanner([int(x) for x in args.scanner_users.split(",") if x])
     finally:
         bench.close()
     from bench.report import write
 
-    write(bench.results, args.name)
+    if phases == {"isolation", "fast", "slow", "scanner"}:
+        write(bench.results, args.name)
+    else:  # a partial run: raw figures only, RESULTS.md keeps the last complete one
+        out = ROOT / "bench" / "results" / f"{args.name}.json"
+        out.write_text(json.dumps(bench.results, indent=1, default=float))
+        console.print(f"partial run ({args.phases}): wrote {out}")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liqbot.chain import aave
-from liqbot.chain.sender import SimulationFailed
-from liqbot.chain.snapshot import Snapshot, read_snapshot
+from liqbot.chain.market import MarketInfo
+from liqbot.chain.sender import Sent, Simulation, SimulationFailed, Tx
+from liqbot.chain.snapshot import Snapshot, read_snapshots
 from liqbot.domain import fees as fee_core
 from liqbot.domain.close_factor import Rules
 from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
@@ -26,6 +27,7 @@ from liqbot.store.attempts import record_attempt
 
 log = logging.getLogger(__name__)
 INJECTED_REVERT_GAS = 60_000
+READ_WHOLE_MARKET = 16  # reserves: up to this many, a liquidation snapshot with no guess reads them all
 EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
 
 
@@ -35,6 +37,7 @@ class Outcome:
     reason: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
     retryable: bool = False  # failed before anything was sent: safe to try again
+    stages_ms: dict[str, float] = field(default_factory=dict)  # where the worker's time went, for the log
 
 
 def rules_for(rt: Runtime) -> Rules:
@@ -42,11 +45,14 @@ def rules_for(rt: Runtime) -> Rules:
     return Rules.for_revision(rt.market.revision) if chosen == "auto" else Rules(chosen)
 
 
-def debt_to_cover_arg(plan: Candidate, snap: Snapshot) -> int:
+def debt_to_cover_arg(plan: Candidate, held: int) -> int:
     """Pass type(uint256).max when we cover all the Pool allows and hold a margin for interest that
     accrues before mining; the Pool then takes its own maximum (never leaving v3.3 dust)."""
-    held = snap.inventory.get(plan.debt_asset, 0)
-    return UINT256_MAX if held > plan.debt_to_cover + plan.debt_to_cover // 500 else plan.debt_to_cover
+    return UINT256_MAX if held > plan.debt_to_cover + interest_margin(plan) else plan.debt_to_cover
+
+
+def interest_margin(plan: Candidate) -> int:
+    return plan.debt_to_cover // 500
 
 
 def expected_gas(rt: Runtime) -> int:
@@ -55,107 +61,230 @@ def expected_gas(rt: Runtime) -> int:
     return int(learned) if learned else rt.settings.liquidation_gas_estimate
 
 
-def attempt(rt: Runtime, user: str, mark: str, record: dict[str, Any] | None = None) -> Outcome:
-    s, market = rt.settings, rt.market
-    if rt.state.r.get(rt.state.key("dedupe", user)) == "sent":
-        return Outcome("skipped", "already sent, awaiting its receipt")  # a redelivered task
+def snapshot_guess(market: MarketInfo, last_config: int | None) -> int | None:
+    """Which reserves to read with the user's configuration: the ones it used last time, or, on a
+    market small enough to read whole, all of them; otherwise the snapshot takes a second trip."""
+    if last_config is not None:
+        return last_config
+    if len(market.reserves) <= READ_WHOLE_MARKET:
+        return sum(3 << (2 * r.id) for r in market.reserves)
+    return None
+
+
+@dataclass
+class Job:
+    """One user of a group on its way through an attempt; `outcome` is set where it leaves."""
+
+    user: str
+    record: dict[str, Any]
+    last_config: int | None
+    snap: Snapshot | None = None
+    plan: Candidate | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    data: str = ""
+    sim: Simulation | None = None
+    fees: fee_core.Fees | None = None
+    outcome: Outcome | None = None
+
+
+def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
+    """Liquidate every user of the group in shared round trips: one batch reads them all, one batch
+    simulates every plan, one batch sends them with consecutive nonces. A burst of N liquidatable
+    users costs three round trips instead of 3N, so the last of them is not N attempts late."""
+    s, market, sender = rt.settings, rt.market, rt.sender
     allowed, why = rt.breaker.allow()
     if not allowed:
-        return Outcome("skipped", why)
-    sender = rt.sender
-    snap = read_snapshot(rt.rpc, market, user, sender.address, rt.native_asset)
-    min_tip = s.max_priority_fee_wei
-    gas_expected = expected_gas(rt)
-    planned_gas_cost = gas_cost_base(gas_expected, snap.base_fee + min_tip, snap.native_price)
-    decision = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
-                      rules=rules_for(rt), inventory=snap.inventory, gas_cost_base=planned_gas_cost,
-                      min_profit_base=s.min_profit_base)
-    plan = decision.plan
-    if plan is None:
-        return Outcome("skipped", decision.reason, {"expected_profit_base": decision.profit_base or None})
-    if snap.base_fee > s.max_gas_price_wei:
-        rt.breaker.gas(snap.base_fee, s.max_gas_price_wei)
-        return Outcome("skipped", f"gas price above cap ({snap.base_fee / 1e9:.1f} gwei)")
+        finish(jobs, "skipped", why)
+        return [job.outcome for job in jobs]  # type: ignore[misc]
+    if why == "probe":  # half-open: exactly one attempt may test the water
+        for job in jobs[1:]:
+            job.outcome = Outcome("skipped", "breaker half-open: one probe at a time")
+    live = [j for j in jobs if j.outcome is None]
+    t_read = time.perf_counter()
+    snaps = read_snapshots(rt.rpc, market, [(j.user, snapshot_guess(market, j.last_config)) for j in live],
+                           sender.address, rt.native_asset)
+    rt.state.remember_configs({j.user: snap.config for j, snap in zip(live, snaps, strict=True)
+                               if snap.config != j.last_config})
+    plan_all(rt, live, snaps)
+    base_fee = snaps[0].base_fee
+    if base_fee > s.max_gas_price_wei and any(j.outcome is None for j in live):
+        rt.breaker.gas(base_fee, s.max_gas_price_wei)
+        finish(live, "skipped", f"gas price above cap ({base_fee / 1e9:.1f} gwei)")
+    t_sim = time.perf_counter()
+    simulate_all(rt, [j for j in live if j.outcome is None], snaps[0].native_price)
+    t_send = time.perf_counter()
+    ready = [j for j in live if j.outcome is None]
+    if ready:
+        send_all(rt, ready, snaps[0].liquidator_nonce)
+    stages = {"read": t_sim - t_read, "sim": t_send - t_sim, "send": time.perf_counter() - t_send}
+    for job in jobs:
+        assert job.outcome is not None
+        if job.outcome.outcome == "sent":
+            job.outcome.stages_ms = {k: v * 1000 for k, v in stages.items()} | ({"group": len(ready)} if len(ready) > 1 else {})
+        if job.outcome.outcome == "dry_run":
+            log.info("%s dry run user=%s: would liquidate %s against %s, expected profit %.2f", mark, job.user,
+                     job.plan.debt_asset, job.plan.collateral_asset, job.info["expected_profit_base"] / 10**8)
+    return [job.outcome for job in jobs]  # type: ignore[misc]
 
-    prices = {p.asset: p.price for p in snap.positions}
-    info = {"collateral_asset": plan.collateral_asset, "debt_asset": plan.debt_asset,
-            "debt_to_cover": plan.debt_to_cover, "collateral_price": prices[plan.collateral_asset],
-            "debt_price": prices[plan.debt_asset]}
-    opening = fee_core.Fees(min(2 * snap.base_fee + min_tip, s.max_gas_price_wei), min_tip)
-    sender.ensure_approved(plan.debt_asset, market.pool, opening)
-    data = aave.LIQUIDATION_CALL.calldata(plan.collateral_asset, plan.debt_asset, user, debt_to_cover_arg(plan, snap), False)
-    try:
-        sim = sender.simulate(market.pool, data, expected_gas=gas_expected, gas_limit=s.liquidation_gas_limit)
-    except SimulationFailed as exc:
-        return Outcome("skipped", f"reverted in simulation: {exc}"[:200], info)
-    gross = plan.gross_profit_base
-    net_before_tip = gross - gas_cost_base(sim.estimate, sim.base_fee, snap.native_price)
-    fees = fee_core.bid(base_fee=sim.base_fee, gas=sim.estimate, profit_base=net_before_tip, native_price=snap.native_price,
-                        min_tip=min_tip, profit_share_bps=s.tip_profit_share_bps, max_fee_cap=s.max_gas_price_wei)
-    expected = gross - gas_cost_base(sim.estimate, sim.base_fee + fees.tip, snap.native_price)
-    info |= {"expected_profit_base": expected, "max_fee": fees.max_fee, "tip": fees.tip}
-    if expected < s.min_profit_base:
-        return Outcome("skipped", "unprofitable", info)
-    if s.dry_run:
-        log.info("%s dry run user=%s: would liquidate %s against %s, expected profit %.2f", mark, user,
-                 plan.debt_asset, plan.collateral_asset, expected / 10**8)
-        return Outcome("dry_run", "", info)
-    gas = INJECTED_REVERT_GAS if s.fault_inject_revert else sim.gas
-    rt.breaker.attempted()
 
-    def intent(tx_hash: str, nonce: int) -> None:
-        """Before the bytes leave: mark the user and keep what we are about to send, so a worker killed
-        right after the send still ends up with exactly one attempt row (see tasks.receipts)."""
+def finish(jobs: list[Job], outcome: str, reason: str) -> None:
+    for job in jobs:
+        if job.outcome is None:
+            job.outcome = Outcome(outcome, reason, job.info)
+
+
+def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot]) -> None:
+    """The pure core's decision for each user; the group shares our inventory, so each plan only
+    counts on what the plans before it left."""
+    s = rt.settings
+    min_tip, gas_expected, rules = s.max_priority_fee_wei, expected_gas(rt), rules_for(rt)
+    spent: dict[str, int] = {}
+    for job, snap in zip(jobs, snaps, strict=True):
+        job.snap = snap
+        inventory = {asset: held - spent.get(asset, 0) for asset, held in snap.inventory.items()}
+        decision = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
+                          rules=rules, inventory=inventory, gas_cost_base=gas_cost_base(gas_expected, snap.base_fee + min_tip,
+                                                                                        snap.native_price),
+                          min_profit_base=s.min_profit_base)
+        plan = job.plan = decision.plan
+        if plan is None:
+            job.outcome = Outcome("skipped", decision.reason, {"expected_profit_base": decision.profit_base or None})
+            continue
+        spent[plan.debt_asset] = spent.get(plan.debt_asset, 0) + plan.debt_to_cover + interest_margin(plan)
+        prices = {p.asset: p.price for p in snap.positions}
+        job.info = {"collateral_asset": plan.collateral_asset, "debt_asset": plan.debt_asset,
+                    "debt_to_cover": plan.debt_to_cover, "collateral_price": prices[plan.collateral_asset],
+                    "debt_price": prices[plan.debt_asset]}
+        job.data = aave.LIQUIDATION_CALL.calldata(plan.collateral_asset, plan.debt_asset, job.user,
+                                                  debt_to_cover_arg(plan, inventory[plan.debt_asset]), False)
+
+
+def simulate_all(rt: Runtime, jobs: list[Job], native_price: int) -> None:
+    """Approve what needs it (once per asset), simulate every plan in one batch, bid the fees."""
+    if not jobs:
+        return
+    s, sender = rt.settings, rt.sender
+    min_tip, base_fee = s.max_priority_fee_wei, jobs[0].snap.base_fee  # type: ignore[union-attr]
+    opening = fee_core.Fees(min(2 * base_fee + min_tip, s.max_gas_price_wei), min_tip)
+    for asset in dict.fromkeys(j.plan.debt_asset for j in jobs):  # type: ignore[union-attr]
+        sender.ensure_approved(asset, rt.market.pool, opening)
+    sims = sender.simulate_many([(rt.market.pool, j.data) for j in jobs], expected_gas=expected_gas(rt),
+                                gas_limit=s.liquidation_gas_limit)
+    for job, sim in zip(jobs, sims, strict=True):
+        if isinstance(sim, SimulationFailed):
+            job.outcome = Outcome("skipped", f"reverted in simulation: {sim}"[:200], job.info)
+            continue
+        job.sim = sim
+        gross = job.plan.gross_profit_base  # type: ignore[union-attr]
+        net_before_tip = gross - gas_cost_base(sim.estimate, sim.base_fee, native_price)
+        job.fees = fee_core.bid(base_fee=sim.base_fee, gas=sim.estimate, profit_base=net_before_tip,
+                                native_price=native_price, min_tip=min_tip, profit_share_bps=s.tip_profit_share_bps,
+                                max_fee_cap=s.max_gas_price_wei)
+        expected = gross - gas_cost_base(sim.estimate, sim.base_fee + job.fees.tip, native_price)
+        job.info |= {"expected_profit_base": expected, "max_fee": job.fees.max_fee, "tip": job.fees.tip}
+        if expected < s.min_profit_base:
+            job.outcome = Outcome("skipped", "unprofitable", job.info)
+        elif s.dry_run:
+            job.outcome = Outcome("dry_run", "", job.info)
+
+
+def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
+    s = rt.settings
+    rt.breaker.attempted(count=len(jobs))
+
+    def intent(signed: list[tuple[str, int]]) -> None:
+        """Before the bytes leave: mark each user and keep what we are about to send, so a worker killed
+        right after the send still ends up with exactly one attempt row per transaction (tasks.receipts)."""
         pipe = rt.state.r.pipeline(transaction=False)
-        pipe.set(rt.state.key("dedupe", user), "sent", px=int(s.liquidation_max_age_secs * 1000))
-        pipe.hset(rt.state.key("inflight"), tx_hash, json.dumps(
-            {**(record or {"user": user}), **info, "tx_hash": tx_hash, "nonce": nonce, "sent_at": time.time()}))
+        now = time.time()
+        for job, (tx_hash, nonce) in zip(jobs, signed, strict=True):
+            pipe.set(rt.state.key("dedupe", job.user), "sent", px=int(s.liquidation_max_age_secs * 1000))
+            pipe.hset(rt.state.key("inflight"), tx_hash, json.dumps(
+                {**job.record, **job.info, "tx_hash": tx_hash, "nonce": nonce, "sent_at": now}))
         pipe.execute()
 
+    txs = [Tx(rt.market.pool, j.data, INJECTED_REVERT_GAS if s.fault_inject_revert else j.sim.gas, j.fees)  # type: ignore[union-attr,arg-type]
+           for j in jobs]
     try:
-        sent = sender.send(market.pool, data, gas, fees, before_send=intent, pending_nonce=snap.liquidator_nonce)
+        results: list = rt.sender.send_many(txs, before_send=intent, pending_nonce=pending_nonce)
     except (RpcError, OSError) as exc:
-        rt.state.release(user)
-        rt.breaker.result(False, f"send failed: {exc}")
-        return Outcome("failed", f"send failed: {exc}"[:200], info)
+        results = [exc] * len(jobs)
     sent_at = time.time()
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Sent):
+            job.outcome = Outcome("sent", "", job.info | {"tx_hash": result.tx_hash, "nonce": result.nonce, "sent_at": sent_at})
+        else:
+            rt.state.release(job.user)
+            job.outcome = Outcome("failed", f"send failed: {result}"[:200], job.info)
+    failures = [j.outcome.reason for j in jobs if j.outcome.outcome == "failed"]  # type: ignore[union-attr]
+    if failures:
+        rt.breaker.result(False, failures[0])
     if s.fault_pause_after_send_secs:
         time.sleep(s.fault_pause_after_send_secs)
-    return Outcome("sent", "", info | {"tx_hash": sent.tx_hash, "nonce": sent.nonce, "sent_at": sent_at})
 
 
-def run_and_record(rt: Runtime, record: dict[str, Any], mark: str) -> Outcome:
-    """Attempt the liquidation and store what happened. Nothing raises out of here: an RPC or Redis
-    failure is recorded as a failed attempt and counted by the breaker."""
-    user = record["user"]
-    running = rt.state.key("executing", user)
+def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[tuple[str, str]] | None = None) -> Outcome:
+    """Attempt the liquidation of the task's user, and of the siblings it can claim, and store what
+    happened to each. Nothing raises out of here: an RPC or Redis failure is recorded as a failed
+    attempt and counted by the breaker. Returns the task's own user's outcome ("grouped" when
+    another task's group took the user: that task recorded it)."""
+    user, lane_ms, s = record["user"], rt.settings.lane_yield_ms, rt.settings
+    jobs: list[Job] = []
     try:
         # One attempt per user at a time, across every worker: two tasks for the same user (a
         # detection after the dedupe window, a redelivery) must not both send.
-        if rt.state.r.set(running, record.get("task_id") or "1", nx=True, px=EXECUTING_TTL_MS):
-            try:
-                result = attempt(rt, user, mark, record)
-            finally:
-                rt.state.r.delete(running)
-        else:
-            result = Outcome("skipped", "another attempt for this user is in progress")
+        begin = rt.state.begin_group(user, record.get("task_id") or "1", group or [], EXECUTING_TTL_MS, lane_ms,
+                                     int(s.liquidation_max_age_secs * 1000))
+        if begin.grouped:
+            log.debug("%s user=%s taken by another task's group", mark, user)
+            return Outcome("grouped")
+        own = Job(user, record, begin.last_config)
+        if not begin.claimed:
+            own.outcome = Outcome("skipped", "another attempt for this user is in progress")
+        elif begin.already_sent:
+            own.outcome = Outcome("skipped", "already sent, awaiting its receipt")  # a redelivered task
+        siblings = [Job(sib, {**record, "user": sib, "task_id": task_id}, cfg) for sib, task_id, cfg in begin.siblings]
+        jobs = [own, *siblings]
+        todo = [j for j in jobs if j.outcome is None]
+        try:
+            if todo:
+                attempt_group(rt, todo, mark)
+        finally:
+            rt.state.end_attempts([j.user for j in todo], lane_ms)
     except Exception as exc:
-        log.exception("%s attempt for user=%s failed", mark, record["user"])
+        log.exception("%s attempt for user=%s failed", mark, user)
         with contextlib.suppress(Exception):
             rt.breaker.result(False, f"{type(exc).__name__}: {exc}")
-        result = Outcome("failed", f"{type(exc).__name__}: {exc}"[:200], retryable=isinstance(exc, RpcError))
-    fields = {**record, **result.fields, "outcome": result.outcome, "reason": result.reason or None}
-    if result.outcome == "sent":
-        fields["latency_ms"] = (fields["sent_at"] - record["detected_at"]) * 1000
-        log.info("%s liquidation sent user=%s block=%s path=%s detect->send=%.1fms start->send=%.1fms "
-                 "expected profit=%.2f tx=%s", mark, record["user"], record["detected_block"], record["path"],
-                 fields["latency_ms"], (fields["sent_at"] - record["started_at"]) * 1000,
-                 (fields.get("expected_profit_base") or 0) / 10**8, fields["tx_hash"])
-    else:
-        log.info("%s %s user=%s block=%s%s", mark, result.outcome, record["user"], record["detected_block"],
-                 f": {result.reason}" if result.reason else "")
+        failed = Outcome("failed", f"{type(exc).__name__}: {exc}"[:200], retryable=isinstance(exc, RpcError))
+        jobs = jobs or [Job(user, record, None)]
+        for job in jobs:
+            if job.outcome is None or job.outcome.outcome not in ("sent", "skipped"):
+                job.outcome = failed
+    record_all(rt, jobs, mark)
+    return jobs[0].outcome  # type: ignore[return-value]
+
+
+def record_all(rt: Runtime, jobs: list[Job], mark: str) -> None:
+    """Log and store each user's attempt, then drop the intents the rows now cover."""
+    rows = []
+    for job in jobs:
+        result, record = job.outcome, job.record
+        assert result is not None
+        fields = {**record, **result.fields, "outcome": result.outcome, "reason": result.reason or None}
+        if result.outcome == "sent":
+            fields["latency_ms"] = (fields["sent_at"] - record["detected_at"]) * 1000
+            log.info("%s liquidation sent user=%s block=%s path=%s detect->send=%.1fms start->send=%.1fms (%s) "
+                     "expected profit=%.2f tx=%s", mark, job.user, record["detected_block"], record["path"],
+                     fields["latency_ms"], (fields["sent_at"] - record["started_at"]) * 1000,
+                     " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.stages_ms.items()),
+                     (fields.get("expected_profit_base") or 0) / 10**8, fields["tx_hash"])
+        else:
+            log.info("%s %s user=%s block=%s%s", mark, result.outcome, job.user, record["detected_block"],
+                     f": {result.reason}" if result.reason else "")
+        rows.append(fields)
     with rt.sessions.begin() as session:
-        record_attempt(session, **fields)
-    if result.outcome == "sent":
-        rt.state.r.hdel(rt.state.key("inflight"), fields["tx_hash"])
-    return result
+        for fields in rows:
+            record_attempt(session, **fields)
+    sent = [f["tx_hash"] for f in rows if f["outcome"] == "sent"]
+    if sent:
+        rt.state.r.hdel(rt.state.key("inflight"), *sent)

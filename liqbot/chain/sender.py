@@ -41,6 +41,14 @@ class Simulation:
 
 
 @dataclass(frozen=True)
+class Tx:
+    to: str
+    data: str
+    gas: int
+    fees: Fees
+
+
+@dataclass(frozen=True)
 class Sent:
     tx_hash: str
     nonce: int
@@ -62,42 +70,90 @@ class Sender:
         """The exact call against the pending block, with the base fee, in one round trip. With
         `expected_gas` / `gas_limit` (what liquidations have been using) it is one eth_call; without,
         eth_estimateGas runs too (its binary search re-executes the call several times)."""
-        tx = {"from": self.address, "to": to, "data": data}
-        calls = [("eth_call", [tx, "pending"]), ("eth_getBlockByNumber", ["latest", False])]
+        result = self.simulate_many([(to, data)], expected_gas, gas_limit)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def simulate_many(self, calls: list[tuple[str, str]], expected_gas: int | None = None,
+                      gas_limit: int | None = None) -> list[Simulation | SimulationFailed]:
+        """`simulate` for several transactions in one batch; each gets its Simulation or its failure."""
+        txs = [{"from": self.address, "to": to, "data": data} for to, data in calls]
+        batch = [("eth_getBlockByNumber", ["latest", False])] + [("eth_call", [tx, "pending"]) for tx in txs]
         if expected_gas is None:
-            calls.append(("eth_estimateGas", [tx, "pending"]))
-        call, block, *est = self.rpc.batch(calls, raise_errors=False)
-        for reply in (call, *est):
-            if isinstance(reply, RpcError):
-                raise SimulationFailed(_reason(reply))
+            batch += [("eth_estimateGas", [tx, "pending"]) for tx in txs]
+        block, *replies = self.rpc.batch(batch, raise_errors=False)
         if isinstance(block, RpcError):
             raise block
         base_fee = int(block.get("baseFeePerGas") or "0x0", 16)
-        if expected_gas is not None:
-            return Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee)
-        estimate = int(est[0], 16)
-        return Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee)
+        out: list[Simulation | SimulationFailed] = []
+        for i in range(len(txs)):
+            call, est = replies[i], (replies[len(txs) + i] if expected_gas is None else None)
+            failed = next((r for r in (call, est) if isinstance(r, RpcError)), None)
+            if failed is not None:
+                out.append(SimulationFailed(_reason(failed)))
+            elif expected_gas is not None:
+                out.append(Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee))
+            else:
+                estimate = int(est, 16)
+                out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee))
+        return out
 
     def send(self, to: str, data: str, gas: int, fees: Fees,
              before_send: Callable[[str, int], None] | None = None, pending_nonce: int | None = None) -> Sent:
         """`before_send(tx_hash, nonce)` runs between signing and sending: a record of intent that
         survives the process being killed mid-send. `pending_nonce`, read before taking the lock (with
         the snapshot), saves a round trip: the stored next nonce covers sends made since."""
+        hook = (lambda signed: [before_send(h, n) for h, n in signed]) if before_send else None
+        result = self.send_many([Tx(to, data, gas, fees)], before_send=hook, pending_nonce=pending_nonce)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def send_many(self, txs: list[Tx], before_send: Callable[[list[tuple[str, int]]], object] | None = None,
+                  pending_nonce: int | None = None) -> list[Sent | RpcError]:
+        """Sign consecutive nonces and send them all in one JSON-RPC batch, under the account's lock.
+
+        A transaction the node refuses leaves a hole that would hold back every later nonce: the hole
+        is filled with a zero-value transfer to ourselves, so the liquidations after it still mine. If
+        the refused ones are the last, nothing is filled and the next send reuses their nonces."""
         with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
             if pending_nonce is None:
                 pending_nonce = int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
-            pending = pending_nonce
             stored = self.r.get(self._nonce_key)
-            nonce = max(pending, int(stored) if stored is not None else 0)
-            tx = {"chainId": self.chain_id, "nonce": nonce, "to": to, "data": data, "gas": gas, "value": 0,
-                  "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.tip, "type": 2}
-            signed = self._account.sign_transaction(tx)
-            tx_hash = "0x" + bytes(signed.hash).hex()
+            first = max(pending_nonce, int(stored) if stored is not None else 0)
+            signed = [self._sign(first + i, tx) for i, tx in enumerate(txs)]
             if before_send:
-                before_send(tx_hash, nonce)
-            returned = self.rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
-            self.r.set(self._nonce_key, nonce + 1, ex=NONCE_MEMORY_SECS)
-            return Sent(returned or tx_hash, nonce)
+                before_send([(tx_hash, first + i) for i, (tx_hash, _) in enumerate(signed)])
+            replies = self.rpc.batch([("eth_sendRawTransaction", [raw]) for _, raw in signed], raise_errors=False)
+            out: list[Sent | RpcError] = []
+            for i, ((tx_hash, _), reply) in enumerate(zip(signed, replies, strict=True)):
+                out.append(reply if isinstance(reply, RpcError) else Sent(reply or tx_hash, first + i))
+            sent_at = [i for i, r in enumerate(out) if isinstance(r, Sent)]
+            next_nonce = first + (sent_at[-1] + 1 if sent_at else 0)
+            for i in range(sent_at[-1] if sent_at else 0):
+                if isinstance(out[i], RpcError) and not self._fill(first + i, txs[i].fees):
+                    next_nonce = first + i  # unfilled: the next send takes this nonce and unblocks the rest
+                    break
+            if next_nonce > first:
+                self.r.set(self._nonce_key, next_nonce, ex=NONCE_MEMORY_SECS)
+            return out
+
+    def _sign(self, nonce: int, tx: Tx) -> tuple[str, str]:
+        signed = self._account.sign_transaction({
+            "chainId": self.chain_id, "nonce": nonce, "to": tx.to, "data": tx.data, "gas": tx.gas, "value": 0,
+            "maxFeePerGas": tx.fees.max_fee, "maxPriorityFeePerGas": tx.fees.tip, "type": 2})
+        return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+
+    def _fill(self, nonce: int, fees: Fees) -> bool:
+        _, raw = self._sign(nonce, Tx(self.address, "0x", 21_000, fees))
+        try:
+            self.rpc.call("eth_sendRawTransaction", raw)
+        except RpcError as exc:
+            log.error("could not fill nonce %d after a refused liquidation: %s", nonce, exc)
+            return False
+        log.warning("nonce %d filled with a self-transfer after a refused liquidation", nonce)
+        return True
 
     def forget_nonce(self) -> None:
         """After a reorg the chain's nonce may go back: stop trusting the stored one."""

@@ -34,7 +34,7 @@ from liqbot.producer.events import PRICE_EVENTS, USER_EVENTS, classify, topics
 from liqbot.runtime import Runtime
 from liqbot.store.lease import Lease
 from liqbot.store.positions import exposure, get_cursor, health_factors, set_cursor
-from liqbot.tasks.routing import Detection, route_liquidation
+from liqbot.tasks.routing import Detection, route_liquidation, route_liquidations
 
 log = logging.getLogger(__name__)
 CURSOR = "producer"
@@ -205,28 +205,48 @@ class Producer:
         users exposed to a price, the ones about to be liquidated do not wait for the safe ones."""
         t0 = time.time()
         ordered = sorted(users, key=lambda u: self.last_hf.get(u, -1))  # unknown users first, then by risk
-        hits = 0
-        for chunk in risk_batches(ordered, self.s.scan_batch_size):
-            accounts = account_data(self.rpc(), self.market.pool, chunk, self.s.scan_batch_size)
-            for acc in accounts.values():
-                self.last_hf[acc.user] = acc.health_factor if acc.has_debt else 2**255
-                if acc.liquidatable:
-                    hits += 1
-                    self._route(acc.user, users[acc.user], detected_at)
+        cut = next((i for i, u in enumerate(ordered) if self.last_hf.get(u, -1) >= self.s.at_risk_hf_wad), len(ordered))
+        hits = self._check(risk_batches(ordered[:cut], self.s.scan_batch_size), users, detected_at)
+        if cut < len(ordered):
+            # Users far from liquidation last time are read once the lane has sent what the riskier
+            # ones needed: their batches would load the node in the very milliseconds the lane needs it.
+            with contextlib.suppress(Exception):
+                self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
+            safe = ordered[cut:]
+            hits += self._check((safe[i : i + self.s.scan_batch_size] for i in range(0, len(safe), self.s.scan_batch_size)),
+                                users, detected_at)
         if hits:
             log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, hits, len(users),
                      (time.time() - t0) * 1000)
 
-    def _route(self, user: str, block: int, detected_at: float) -> None:
+    def _check(self, batches: Iterable[list[str]], users: dict[str, int], detected_at: float) -> int:
+        """Read each batch's health and route its liquidatable users (together) before reading the next."""
+        hits = 0
+        for chunk in batches:
+            found = []
+            for acc in account_data(self.rpc(), self.market.pool, chunk, self.s.scan_batch_size).values():
+                self.last_hf[acc.user] = acc.health_factor if acc.has_debt else 2**255
+                if acc.liquidatable:
+                    found.append(acc.user)
+            if found:
+                hits += len(found)
+                self._route({u: users[u] for u in found}, detected_at)
+        return hits
+
+    def _route(self, found: dict[str, int], detected_at: float) -> None:
         try:
-            route_liquidation(Detection(user, block, detected_at, "fast"))
-        except Exception as exc:  # Redis or the broker is down: keep it for later
-            log.warning("%s cannot route user=%s now (%s); buffered", FAST, user, exc)
-            self._buffer({user: block}, detected_at, liquidatable=True)
+            route_liquidations([Detection(user, block, detected_at, "fast") for user, block in found.items()])
+        except Exception as exc:  # Redis or the broker is down: keep them for later (dedupe drops repeats)
+            log.warning("%s cannot route %d users now (%s); buffered", FAST, len(found), exc)
+            self._buffer(found, detected_at, liquidatable=True)
 
     def _publish_updates(self, users: dict[str, int], detected_at: float) -> None:
+        """Bookkeeping for every affected user; it waits while the lane works (a price move can touch
+        thousands of users, and publishing them all costs CPU the lane's worker needs right then)."""
         from liqbot.tasks.positions import update_position
 
+        with contextlib.suppress(Exception):  # Redis down: publishing below buffers what it cannot send
+            self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
         pending = list(users.items())
         for i, (user, block) in enumerate(pending):
             try:

@@ -48,6 +48,7 @@ class Breaker:
         return new
 
     def allow(self, now: float | None = None) -> tuple[bool, str]:
+        """(allowed, why): why is "probe" when this is the half-open state's one attempt."""
         now = time.time() if now is None else now
         if self.r.hget(self.key, "state") in (None, core.CLOSED):
             return True, ""
@@ -58,12 +59,12 @@ class Breaker:
             return new
 
         st = self._mutate(step)
-        return verdict["ok"], "" if verdict["ok"] else f"breaker open ({st.cause})"
+        return verdict["ok"], "probe" if verdict["ok"] else f"breaker open ({st.cause})"
 
-    def attempted(self, now: float | None = None) -> None:
+    def attempted(self, now: float | None = None, count: int = 1) -> None:
         now = time.time() if now is None else now
         pipe = self.r.pipeline(transaction=False)
-        pipe.zadd(self._attempts, {f"{now:.6f}:{os.urandom(4).hex()}": now})
+        pipe.zadd(self._attempts, {f"{now:.6f}:{os.urandom(4).hex()}": now for _ in range(count)})
         pipe.zremrangebyscore(self._attempts, 0, now - self.cfg.window_secs)
         pipe.zcard(self._attempts)
         pipe.expire(self._attempts, int(self.cfg.window_secs) + 60)

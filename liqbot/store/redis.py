@@ -4,17 +4,29 @@ counters. Keys live under one prefix so several deployments (or test runs) can s
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import cache
 
 import redis
 
 _ALIVE_WORKERS = "workers:priority"
+_LANE_ACTIVE = "lane:active"
+_USER_CONFIG = "userconfig"
 
 
 @cache
 def client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30,
                                 retry_on_timeout=True, decode_responses=True)
+
+
+@dataclass(frozen=True)
+class Begin:
+    grouped: bool  # another task's group has (or had) this user: end without a record
+    claimed: bool  # this task may attempt its own user
+    already_sent: bool  # a transaction for the user is out, awaiting its receipt
+    last_config: int | None
+    siblings: list[tuple[str, str, int | None]]  # (user, task id, last config) claimed with it
 
 
 class Keys:
@@ -33,14 +45,92 @@ class State:
         self.key = Keys(prefix)
 
     # --- dedupe + lane liveness, in one round trip -------------------------------------------------
-    def claim(self, user: str, window_secs: float, heartbeat_ttl: float) -> tuple[bool, bool]:
-        """Take the user's dedupe lock (SET NX PX) and see whether a priority worker is alive.
-        Returns (claimed, priority_alive)."""
+    def claim(self, user: str, window_secs: float, heartbeat_ttl: float, lane_ms: int = 0) -> tuple[bool, bool]:
+        """Take the user's dedupe lock (SET NX PX) and see whether a priority worker is alive; with
+        `lane_ms`, also tell bookkeeping that the lane is about to work. Returns (claimed, priority_alive)."""
+        claimed, alive = self.claim_many([user], window_secs, heartbeat_ttl, lane_ms)
+        return claimed[0], alive
+
+    def claim_many(self, users: list[str], window_secs: float, heartbeat_ttl: float, lane_ms: int = 0) -> tuple[list[bool], bool]:
+        """`claim` for several users in one round trip."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.set(self.key("dedupe", user), "1", nx=True, px=int(window_secs * 1000))
+        for user in users:
+            pipe.set(self.key("dedupe", user), "1", nx=True, px=int(window_secs * 1000))
         pipe.zcount(self.key(_ALIVE_WORKERS), time.time() - heartbeat_ttl, "+inf")
-        claimed, alive = pipe.execute()
-        return bool(claimed), alive > 0
+        if lane_ms:
+            pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
+        replies = pipe.execute()
+        return [bool(c) for c in replies[: len(users)]], replies[len(users)] > 0
+
+    def begin_group(self, user: str, token: str, siblings: list[tuple[str, str]], ttl_ms: int, lane_ms: int,
+                    handled_ms: int) -> Begin:
+        """The start of a liquidation, in one round trip (two with siblings): claim the user's
+        "executing" slot, see whether a transaction was already sent for it, fetch the reserves it used
+        last time, and keep bookkeeping off the node while the lane works.
+
+        `siblings` are (user, task id) of users detected in the same moment, each with a task of its
+        own further back in the queue: the ones this task can claim are liquidated with it, and their
+        own tasks, marked handled, then end at once."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(self.key("handled", token))
+        pipe.set(self.key("executing", user), token, nx=True, px=ttl_ms)
+        pipe.get(self.key("executing", user))
+        pipe.get(self.key("dedupe", user))
+        pipe.hget(self.key(_USER_CONFIG), user)
+        for sib, _ in siblings:
+            pipe.set(self.key("executing", sib), f"group:{token}", nx=True, px=ttl_ms)
+            pipe.get(self.key("dedupe", sib))
+            pipe.hget(self.key(_USER_CONFIG), sib)
+        if lane_ms:
+            pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
+        replies = pipe.execute()
+        handled, claimed, holder, dedupe, config = replies[:5]
+        taken, release = [], []
+        for i, (sib, task_id) in enumerate(siblings):
+            got, sib_dedupe, sib_config = replies[5 + 3 * i : 8 + 3 * i]
+            if got and sib_dedupe != "sent":
+                taken.append((sib, task_id, int(sib_config) if sib_config else None))
+            elif got:
+                release.append(sib)
+        # Taken into another task's group (or being liquidated by one right now): nothing to do here.
+        grouped = bool(handled) or (not claimed and str(holder or "").startswith("group:"))
+        if grouped:
+            release += [sib for sib, _, _ in taken] + ([user] if claimed else [])
+            taken = []
+        if taken or release:
+            pipe = self.r.pipeline(transaction=False)
+            for _, task_id, _ in taken:
+                pipe.set(self.key("handled", task_id), token, px=handled_ms)
+            for u in release:
+                pipe.delete(self.key("executing", u))
+            pipe.execute()
+        return Begin(grouped=grouped, claimed=bool(claimed) and not grouped, already_sent=dedupe == "sent",
+                     last_config=int(config) if config else None, siblings=taken)
+
+    def end_attempts(self, users: list[str], lane_ms: int) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for user in users:
+            pipe.delete(self.key("executing", user))
+        if lane_ms:  # the next liquidation of a burst may be right behind this one
+            pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
+        pipe.execute()
+
+    def remember_configs(self, configs: dict[str, int]) -> None:
+        """Users' reserve bitmaps, so the next liquidation snapshot reads their reserves in one trip."""
+        if configs:
+            self.r.hset(self.key(_USER_CONFIG), mapping={u: str(c) for u, c in configs.items()})
+
+    # --- the lane's right of way -------------------------------------------------------------------
+    def yield_to_lane(self, max_wait: float, step: float = 0.005) -> float:
+        """Bookkeeping waits while the priority lane is working (at most `max_wait` seconds, so a
+        steady trickle of liquidations slows it down but never starves it). Returns the seconds waited."""
+        if max_wait <= 0:
+            return 0.0
+        t0 = time.monotonic()
+        deadline = t0 + max_wait
+        while self.r.exists(self.key(_LANE_ACTIVE)) and time.monotonic() < deadline:
+            time.sleep(step)
+        return time.monotonic() - t0
 
     def release(self, user: str) -> None:
         self.r.delete(self.key("dedupe", user))

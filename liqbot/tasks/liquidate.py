@@ -11,20 +11,35 @@ from liqbot.runtime import runtime
 from liqbot.tasks.routing import valid_user
 
 MAX_READ_RETRIES = 2
+MAX_GROUP = 64  # siblings one task may take, whatever a message claims
 
 
 @app.task(name="liqbot.check_and_liquidate", bind=True, acks_late=True, reject_on_worker_lost=True, time_limit=15,
           soft_time_limit=12)
 def check_and_liquidate(self, user: str, detected_block: int, detected_at: float, path: str,
-                        enqueued_at: float | None = None) -> str:
-    """Re-read the user fresh from the chain; if still worth it, liquidate; record the attempt either way."""
+                        enqueued_at: float | None = None, group: list | None = None) -> str:
+    """Re-read the user fresh from the chain; if still worth it, liquidate; record the attempt either way.
+    `group`: [user, task id] of users detected in the same moment; this task takes those it can."""
     user = valid_user(user)
     if user is None:
         return "invalid"
     record = {"user": user, "path": path, "task_id": self.request.id, "detected_block": detected_block,
               "detected_at": detected_at, "enqueued_at": enqueued_at, "started_at": time.time()}
-    result = run_and_record(runtime(), record, FAST if path != "fallback" else "↪")
+    result = run_and_record(runtime(), record, FAST if path != "fallback" else "↪", valid_group(group, user))
     if result.retryable and self.request.retries < MAX_READ_RETRIES:
         # A read failed before anything was sent (a node hiccup): try again at once; sends never retry.
         raise self.retry(countdown=0.2, max_retries=MAX_READ_RETRIES)
     return result.outcome
+
+
+def valid_group(group: object, user: str) -> list[tuple[str, str]]:
+    """The siblings a task may claim: well-formed [address, task id] pairs, at most MAX_GROUP of them."""
+    if not isinstance(group, list):
+        return []
+    out: dict[str, str] = {}
+    for entry in group[:MAX_GROUP]:
+        if isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[1], str):
+            sib = valid_user(entry[0])
+            if sib is not None and sib != user:
+                out.setdefault(sib, entry[1])
+    return list(out.items())

@@ -21,7 +21,9 @@ def update_position(user: str, block: int = 0, detected_at: float | None = None)
     if user is None:
         return False
     rt = runtime()
+    rt.state.yield_to_lane(rt.settings.lane_yield_max_ms / 1000)
     snap = read_snapshot(rt.rpc, rt.market, user)
+    rt.state.remember_configs({user: snap.config})
     with rt.sessions.begin() as session:
         save_position(session, snap.account, snap.positions, snap.block)
     if snap.account.liquidatable:

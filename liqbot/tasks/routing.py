@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,36 +37,59 @@ class Detection:
 
 def route_liquidation(det: Detection) -> str | None:
     """Returns the queue the task went to, or None when another detection already holds the user."""
+    return route_liquidations([det])[0]
+
+
+def route_liquidations(dets: list[Detection]) -> list[str | None]:
+    """Route users found liquidatable in the same moment: every dedupe lock in one round trip, one
+    task per claimed user, each carrying its siblings (up to LIQUIDATION_GROUP_MAX) so that the first
+    task to start liquidates them together. Returns each user's queue, or None when deduped."""
+    from liqbot.celery import app
     from liqbot.runtime import runtime
     from liqbot.tasks.liquidate import check_and_liquidate
 
     rt = runtime()
     s = rt.settings
-    claimed, alive = rt.state.claim(det.user, s.dedupe_window_secs, s.priority_heartbeat_ttl_secs)
-    if not claimed:
-        rt.state.count("deduped")
-        log.debug("%s user=%s already claimed (dedupe)", det.path, det.user)
-        return None
-    expires = datetime.fromtimestamp(det.detected_at + s.liquidation_max_age_secs, UTC)
+    claimed, alive = rt.state.claim_many([d.user for d in dets], s.dedupe_window_secs, s.priority_heartbeat_ttl_secs,
+                                         s.lane_yield_ms)
+    out: list[str | None] = [None] * len(dets)
+    todo = [i for i, ok in enumerate(claimed) if ok]
+    if len(todo) < len(dets):
+        rt.state.count("deduped", len(dets) - len(todo))
+    ids = {i: str(uuid.uuid4()) for i in todo}
 
-    def publish(queue: str, path: str) -> None:
+    def publish(i: int, queue: str, path: str, chunk: list[int], producer: object) -> None:
+        det = dets[i]
+        group = [[dets[j].user, ids[j]] for j in chunk if j != i]
         check_and_liquidate.apply_async(
-            (det.user, det.block, det.detected_at, path, time.time()), queue=queue, routing_key=queue, expires=expires)
+            (det.user, det.block, det.detected_at, path, time.time(), group or None), queue=queue, routing_key=queue,
+            expires=datetime.fromtimestamp(det.detected_at + s.liquidation_max_age_secs, UTC), task_id=ids[i],
+            producer=producer)
 
-    if alive:
-        try:
-            publish("priority", det.path)
-            log.info("%s queued user=%s block=%s path=%s detect->enqueue=%.1fms", FAST, det.user, det.block, det.path,
-                     (time.time() - det.detected_at) * 1000)
-            return "priority"
-        except Exception as exc:
-            log.warning("%s publish to priority failed for user=%s: %s; falling back to default", FAST, det.user, exc)
-    else:
-        log.warning("no priority worker alive; user=%s goes to the default queue", det.user)
-    try:
-        publish("default", "fallback")
-    except Exception:
-        rt.state.release(det.user)  # let the next detection try again rather than drop the user
-        raise
-    rt.state.count("fallback")
-    return "default"
+    for start in range(0, len(todo), s.liquidation_group_max):
+        chunk = todo[start : start + s.liquidation_group_max]
+        for i in chunk:
+            det = dets[i]
+            if alive:
+                try:
+                    with app.producer_or_acquire() as producer:
+                        publish(i, "priority", det.path, chunk, producer)
+                    log.info("%s queued user=%s block=%s path=%s detect->enqueue=%.1fms%s", FAST, det.user, det.block,
+                             det.path, (time.time() - det.detected_at) * 1000,
+                             f" group={len(chunk)}" if len(chunk) > 1 else "")
+                    out[i] = "priority"
+                    continue
+                except Exception as exc:
+                    log.warning("%s publish to priority failed for user=%s: %s; falling back to default", FAST, det.user, exc)
+            else:
+                log.warning("no priority worker alive; user=%s goes to the default queue", det.user)
+            try:
+                with app.producer_or_acquire() as producer:
+                    publish(i, "default", "fallback", chunk, producer)
+            except Exception:
+                for j in todo[todo.index(i) :]:
+                    rt.state.release(dets[j].user)  # let the next detection try again rather than drop the users
+                raise
+            rt.state.count("fallback")
+            out[i] = "default"
+    return out

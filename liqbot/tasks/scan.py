@@ -9,13 +9,14 @@ from liqbot.celery import app
 from liqbot.chain.reader import account_data
 from liqbot.runtime import runtime
 from liqbot.store.positions import at_risk_users, known_users, save_health
-from liqbot.tasks.routing import Detection, route_liquidation
+from liqbot.tasks.routing import Detection, route_liquidations
 
 log = logging.getLogger(__name__)
 
 
-def scan_users(users: list[str], what: str) -> int:
-    """Health-check users in batches, store their health, route the liquidatable ones."""
+def scan_users(users: list[str], what: str, yield_to_lane: bool = False) -> int:
+    """Health-check users in batches, store their health, route the liquidatable ones. With
+    `yield_to_lane`, each batch first waits while the priority lane is working."""
     if not users:
         return 0
     rt = runtime()
@@ -25,12 +26,14 @@ def scan_users(users: list[str], what: str) -> int:
     found = 0
     for start in range(0, len(users), s.scan_batch_size * 4):
         chunk = users[start : start + s.scan_batch_size * 4]
+        if yield_to_lane:
+            rt.state.yield_to_lane(s.lane_yield_max_ms / 1000)
         accounts = account_data(rt.rpc, rt.market.pool, chunk, s.scan_batch_size, block=hex(block))
         now = time.time()
-        for acc in accounts.values():
-            if acc.liquidatable:
-                found += 1
-                route_liquidation(Detection(acc.user, block, now, "scan"))
+        hits = [Detection(acc.user, block, now, "scan") for acc in accounts.values() if acc.liquidatable]
+        if hits:
+            found += len(hits)
+            route_liquidations(hits)
         with rt.sessions.begin() as session:
             save_health(session, accounts.values(), block)
         if len(users) > s.scan_batch_size * 4:
@@ -53,4 +56,4 @@ def full_rescan() -> int:
     rt = runtime()
     with rt.sessions() as session:
         users = known_users(session)
-    return scan_users(users, "full rescan")
+    return scan_users(users, "full rescan", yield_to_lane=True)
