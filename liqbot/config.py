@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     at_risk_hf: Decimal = Field(Decimal("1.1"), gt=1, le=100)
     start_block: int = Field(0, ge=0)
     liquidation_max_age_secs: float = Field(30.0, gt=0)
-    liquidation_group_max: int = Field(16, ge=1, le=64)  # users detected together that one task liquidates together
+    liquidation_group_max: int = Field(32, ge=1, le=64)  # users detected together that one task liquidates together
     priority_heartbeat_ttl_secs: float = Field(5.0, gt=0)
     scan_batch_size: int = Field(500, ge=1, le=10_000)
     lane_yield_ms: int = Field(300, ge=0, le=10_000)  # bookkeeping holds its node reads this long after lane activity

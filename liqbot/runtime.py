@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -13,11 +14,13 @@ from liqbot.chain.rpc import Rpc
 from liqbot.chain.sender import Sender
 from liqbot.config import Settings, get_settings
 from liqbot.domain.breaker import BreakerConfig, BreakerState
+from liqbot.domain.fees import Fees
 from liqbot.store.breaker import Breaker
 from liqbot.store.db import BreakerEvent, session_factory
 from liqbot.store.redis import State
 
 MARKET_REFRESH_SECS = 300.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,8 +82,18 @@ class Runtime:
             session.add(BreakerEvent(at=time.time(), old_state=old.state, new_state=new.state, cause=new.cause[:200]))
 
     def warm(self) -> None:
-        _ = self.market, self.chain_id, self.sender
+        """Everything a first liquidation would otherwise pay for: the market, connections, and the
+        approvals of the assets we hold (sent now, unless this is a dry run)."""
+        _ = self.market, self.chain_id
         self.state.r.ping()
+        s = self.settings
+        tip = s.max_priority_fee_wei
+        base_fee = int(self.rpc.call("eth_getBlockByNumber", "latest", False).get("baseFeePerGas") or "0x0", 16)
+        fees = Fees(min(2 * base_fee + tip, s.max_gas_price_wei), tip)
+        approved = self.sender.prepare_approvals([r.asset for r in self.market.reserves], self.market.pool, fees,
+                                                 send=not s.dry_run)
+        if approved:
+            log.info("approved %d assets for the Pool at start-up", len(approved))
 
 
 @cache

@@ -27,6 +27,7 @@ from liqbot.errors import LiqbotError, RpcError
 log = logging.getLogger(__name__)
 APPROVED_ENOUGH = 2**255
 NONCE_MEMORY_SECS = 60
+APPROVAL_PENDING_SECS = 600  # an approval sent is trusted this long while it mines
 
 
 class SimulationFailed(LiqbotError):
@@ -164,16 +165,38 @@ class Sender:
                                for t in tokens])
         return {t: aave.BALANCE_OF.decode(raw) for t, raw in zip(tokens, raws, strict=True)}
 
+    def prepare_approvals(self, tokens: list[str], spender: str, fees: Fees, send: bool) -> list[str]:
+        """At start-up, not mid-liquidation: learn which tokens the spender may already pull, and
+        (with `send`) approve every token we hold but have not approved yet. One process at a time
+        does it, so workers starting together do not each send the same approvals. Returns the
+        tokens approved now."""
+        done: list[str] = []
+        with self.r.lock(f"{self._lock_key}:approvals", timeout=60, blocking_timeout=60):
+            calls = [("eth_call", [{"to": t, "data": aave.ALLOWANCE.calldata(self.address, spender)}, "latest"]) for t in tokens]
+            calls += [("eth_call", [{"to": t, "data": aave.BALANCE_OF.calldata(self.address)}, "latest"]) for t in tokens]
+            replies = self.rpc.batch(calls)
+            for i, token in enumerate(tokens):
+                if aave.ALLOWANCE.decode(replies[i]) >= APPROVED_ENOUGH:
+                    self._approved.add(token)
+                elif send and aave.BALANCE_OF.decode(replies[len(tokens) + i]) > 0:
+                    self.ensure_approved(token, spender, fees)
+                    done.append(token)
+        return done
+
     def ensure_approved(self, token: str, spender: str, fees: Fees) -> None:
-        """Approve `spender` for the token once: kept on chain, remembered per process."""
+        """Approve `spender` for the token once: kept on chain, remembered per process, and announced
+        in Redis while it mines so that other processes do not send the same approval."""
         if token in self._approved:
             return
-        allowance = aave.ALLOWANCE.decode(self.rpc.eth_call(token, aave.ALLOWANCE.calldata(self.address, spender)))
-        if allowance < APPROVED_ENOUGH:
-            data = aave.APPROVE.calldata(spender, aave.UINT256_MAX)
-            sim = self.simulate(token, data)
-            sent = self.send(token, data, sim.gas, fees)
-            log.info("approved %s for %s (tx %s)", token, spender, sent.tx_hash)
+        sent_key = f"{self._lock_key}:approval:{token}:{spender}"
+        if not self.r.exists(sent_key):
+            allowance = aave.ALLOWANCE.decode(self.rpc.eth_call(token, aave.ALLOWANCE.calldata(self.address, spender)))
+            if allowance < APPROVED_ENOUGH:
+                data = aave.APPROVE.calldata(spender, aave.UINT256_MAX)
+                sim = self.simulate(token, data)
+                sent = self.send(token, data, sim.gas, fees)
+                self.r.set(sent_key, sent.tx_hash, ex=APPROVAL_PENDING_SECS)
+                log.info("approved %s for %s (tx %s)", token, spender, sent.tx_hash)
         self._approved.add(token)
 
 

@@ -36,6 +36,9 @@ def read_snapshot(rpc: Rpc, market: MarketInfo, user: str, liquidator: str | Non
     return read_snapshots(rpc, market, [(user, expected_config)], liquidator, native_asset)[0]
 
 
+Used = list[tuple[ReserveInfo, bool, bool]]  # (reserve, borrowing, collateral) for each reserve in use
+
+
 def read_snapshots(rpc: Rpc, market: MarketInfo, users: list[tuple[str, int | None]], liquidator: str | None = None,
                    native_asset: str | None = None) -> list[Snapshot]:
     """Each user's account and per-reserve positions priced by the oracle; with a liquidator, also its
@@ -44,89 +47,101 @@ def read_snapshots(rpc: Rpc, market: MarketInfo, users: list[tuple[str, int | No
     Which reserves to read depends on a user's configuration, which would take a second round trip;
     with an expected configuration (the bitmap seen last time) the reserves are read alongside it,
     and a second trip is made only for users who now use a reserve the guess did not include. Every
-    user shares the one batch: a burst of liquidations costs one round trip, not one per user."""
-    head_calls: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False])]
+    user shares the one batch, and prices and our balances are read once for all of them: a burst of
+    liquidations costs one round trip, not one per user."""
+    head: list[tuple[str, list]] = [("eth_getBlockByNumber", ["latest", False])]
     if liquidator:
-        head_calls.append(("eth_getTransactionCount", [liquidator, "pending"]))
-    calls, spans, guesses = list(head_calls), [], []
-    for user, expected in users:
-        guess = _in_use(market, expected) if expected else []
+        head.append(("eth_getTransactionCount", [liquidator, "pending"]))
+    guesses = [_in_use(market, expected) if expected else [] for _, expected in users]
+    shared = _Shared(market, [r for g in guesses for r, _, _ in g], liquidator, native_asset)
+    calls, spans = head + shared.calls(), []
+    for (user, _), guess in zip(users, guesses, strict=True):
         start = len(calls)
         calls += [_call(market.pool, aave.GET_USER_ACCOUNT_DATA.calldata(user)),
-                  _call(market.pool, aave.GET_USER_CONFIGURATION.calldata(user)),
-                  *_detail_calls(market, user, guess, liquidator, native_asset)]
+                  _call(market.pool, aave.GET_USER_CONFIGURATION.calldata(user)), *_reserve_calls(market, user, guess)]
         spans.append((start, len(calls)))
-        guesses.append(guess)
     # A guessed reserve the user does not use may revert (its debt token's math on an empty position):
     # per-call errors are kept in place and raised only if the reserve turns out to be in use.
     replies = rpc.batch(calls, raise_errors=False)
-    head = _ok(replies[0])
+    block_raw = _ok(replies[0])
     nonce = int(_ok(replies[1]), 16) if liquidator else None
-    base_fee, block = int(head.get("baseFeePerGas") or "0x0", 16), int(head["number"], 16)
+    common = {"base_fee": int(block_raw.get("baseFeePerGas") or "0x0", 16), "block": int(block_raw["number"], 16),
+              "liquidator_nonce": nonce}
+    shared.decode(replies[len(head) : len(head) + len(shared.calls())])
     out: list[Snapshot | None] = []
-    again: dict[int, tuple[AccountData, int]] = {}
+    again: dict[int, tuple[AccountData, int, Used]] = {}
     for i, ((user, _), (start, end)) in enumerate(zip(users, spans, strict=True)):
         acc = AccountData(user, *aave.GET_USER_ACCOUNT_DATA.decode(_ok(replies[start])))
         config = aave.GET_USER_CONFIGURATION.decode(_ok(replies[start + 1]))
         used = _in_use(market, config)
-        if not used:
-            out.append(Snapshot(acc, [], {}, 0, base_fee, block, nonce, config, 1))
-        elif {r.id for r, _, _ in used} <= {r.id for r, _, _ in guesses[i]}:
-            out.append(_decode_detail(acc, used, guesses[i], replies[start + 2 : end], liquidator, native_asset,
-                                      base_fee, block, nonce, config, 1))
+        if {r.id for r, _, _ in used} <= {r.id for r, _, _ in guesses[i]}:
+            datas = dict(zip((r.id for r, _, _ in guesses[i]), replies[start + 2 : end], strict=True))
+            out.append(shared.snapshot(acc, used, datas, config, trips=1, **common))
         else:
             out.append(None)
-            again[i] = (acc, config)
-            guesses[i] = used
+            again[i] = (acc, config, used)
     if again:
-        second, spans2 = [], []
-        for i in again:
-            start = len(second)
-            second += _detail_calls(market, users[i][0], guesses[i], liquidator, native_asset)
-            spans2.append((start, len(second)))
-        replies2 = rpc.batch(second, raise_errors=False)
-        for (i, (acc, config)), (start, end) in zip(again.items(), spans2, strict=True):
-            out[i] = _decode_detail(acc, guesses[i], guesses[i], replies2[start:end], liquidator, native_asset,
-                                    base_fee, block, nonce, config, 2)
+        more = _Shared(market, [r for _, _, used in again.values() for r, _, _ in used], liquidator, native_asset)
+        calls2, spans2 = more.calls(), []
+        for i, (_, _, used) in again.items():
+            start = len(calls2)
+            calls2 += _reserve_calls(market, users[i][0], used)
+            spans2.append((start, len(calls2)))
+        replies2 = rpc.batch(calls2, raise_errors=False)
+        more.decode(replies2[: len(more.calls())])
+        for (i, (acc, config, used)), (start, end) in zip(again.items(), spans2, strict=True):
+            datas = dict(zip((r.id for r, _, _ in used), replies2[start:end], strict=True))
+            out[i] = more.snapshot(acc, used, datas, config, trips=2, **common)
     return [snap for snap in out if snap is not None]
 
 
-def _in_use(market: MarketInfo, config: int) -> list[tuple[ReserveInfo, bool, bool]]:
+def _in_use(market: MarketInfo, config: int) -> Used:
     n = max(market.by_id, default=-1) + 1
     return [(market.by_id[rid], borrowing, coll) for rid, borrowing, coll in reserves_in_use(config, n) if rid in market.by_id]
 
 
-def _detail_calls(market: MarketInfo, user: str, reserves: list[tuple[ReserveInfo, bool, bool]], liquidator: str | None,
-                  native_asset: str | None) -> list[tuple[str, list]]:
-    """Prices, the user's per-reserve data and (for a liquidator) its balance of every one of them."""
-    if not reserves:
-        return []
-    priced = [r.asset for r, _, _ in reserves] + ([native_asset] if native_asset else [])
-    calls = [_call(market.oracle, aave.GET_ASSETS_PRICES.calldata(priced))]
-    calls += [_call(market.data_provider, aave.GET_USER_RESERVE_DATA.calldata(r.asset, user)) for r, _, _ in reserves]
-    calls += [_call(r.asset, aave.BALANCE_OF.calldata(liquidator)) for r, _, _ in reserves] if liquidator else []
-    return calls
+def _reserve_calls(market: MarketInfo, user: str, reserves: Used) -> list[tuple[str, list]]:
+    return [_call(market.data_provider, aave.GET_USER_RESERVE_DATA.calldata(r.asset, user)) for r, _, _ in reserves]
 
 
-def _decode_detail(acc: AccountData, used: list[tuple[ReserveInfo, bool, bool]], read: list[tuple[ReserveInfo, bool, bool]],
-                   replies: list, liquidator: str | None, native_asset: str | None, base_fee: int, block: int,
-                   nonce: int | None, config: int, trips: int) -> Snapshot:
-    """Positions of the reserves in `used`, from replies to `_detail_calls` over `read` (a superset)."""
-    prices_raw, rest = _ok(replies[0]), replies[1:]
-    prices = aave.GET_ASSETS_PRICES.decode(prices_raw)
-    at = {r.id: i for i, (r, _, _) in enumerate(read)}
-    positions, inventory = [], {}
-    for r, borrowing, coll in used:
-        i = at[r.id]
-        d = aave.GET_USER_RESERVE_DATA.decode(_ok(rest[i]))
-        positions.append(ReservePosition(
-            asset=r.asset, decimals=r.decimals, price=prices[i], collateral=d[0], debt=d[1] + d[2],
-            collateral_enabled=coll and d[8], liquidation_threshold=r.liquidation_threshold,
-            liquidation_bonus=r.liquidation_bonus, protocol_fee=r.protocol_fee, active=r.active, paused=r.paused,
-        ))
-        if liquidator and borrowing:
-            inventory[r.asset] = aave.BALANCE_OF.decode(_ok(rest[len(read) + i]))
-    return Snapshot(acc, positions, inventory, prices[-1] if native_asset else 0, base_fee, block, nonce, config, trips)
+class _Shared:
+    """What every user of a batch needs of the same reserves: their prices and our balance of each."""
+
+    def __init__(self, market: MarketInfo, reserves: list[ReserveInfo], liquidator: str | None, native_asset: str | None):
+        self.market, self.liquidator, self.native = market, liquidator, native_asset
+        self.assets = list(dict.fromkeys(r.asset for r in reserves))
+        self.prices: dict[str, int] = {}
+        self.balances: dict[str, object] = {}
+
+    def calls(self) -> list[tuple[str, list]]:
+        if not self.assets:
+            return []
+        priced = self.assets + ([self.native] if self.native else [])
+        calls = [_call(self.market.oracle, aave.GET_ASSETS_PRICES.calldata(priced))]
+        if self.liquidator:
+            calls += [_call(a, aave.BALANCE_OF.calldata(self.liquidator)) for a in self.assets]
+        return calls
+
+    def decode(self, replies: list) -> None:
+        if not self.assets:
+            return
+        prices = aave.GET_ASSETS_PRICES.decode(_ok(replies[0]))
+        self.prices = dict(zip(self.assets + ([self.native] if self.native else []), prices, strict=True))
+        self.balances = dict(zip(self.assets, replies[1:], strict=False))
+
+    def snapshot(self, acc: AccountData, used: Used, datas: dict[int, object], config: int, trips: int, **common) -> Snapshot:
+        positions, inventory = [], {}
+        for r, borrowing, coll in used:
+            d = aave.GET_USER_RESERVE_DATA.decode(_ok(datas[r.id]))
+            positions.append(ReservePosition(
+                asset=r.asset, decimals=r.decimals, price=self.prices[r.asset], collateral=d[0], debt=d[1] + d[2],
+                collateral_enabled=coll and d[8], liquidation_threshold=r.liquidation_threshold,
+                liquidation_bonus=r.liquidation_bonus, protocol_fee=r.protocol_fee, active=r.active, paused=r.paused,
+            ))
+            if self.liquidator and borrowing:
+                inventory[r.asset] = aave.BALANCE_OF.decode(_ok(self.balances[r.asset]))
+        native_price = self.prices.get(self.native, 0) if self.native and used else 0
+        return Snapshot(acc, positions, inventory, native_price, config=config, round_trips=trips, **common)
 
 
 def _ok(reply: object) -> object:
