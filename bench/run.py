@@ -123,7 +123,7 @@ class Bench:
         quiet = probe("priority lane, idle default queue")
         self.backlog(self.args.backlog, healthy)
         busy = probe(f"priority lane, {self.args.backlog:,} tasks waiting on default")
-        waiting = self.rt().state.r.llen("default")
+        waiting = self.rt().state.queue_depth("default")
         out = {"without_backlog_ms": summary(quiet), "with_backlog_ms": summary(busy), "default_waiting_after": waiting,
                "isolation_ratio_p99": pct(busy, 99) / pct(quiet, 99), "raw": {"quiet": quiet, "busy": busy}}
         console.print(f"enqueue->start p99: {pct(quiet, 99):.2f} ms idle, {pct(busy, 99):.2f} ms with the backlog "

@@ -23,7 +23,7 @@ from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
 from liqbot.domain.units import UINT256_MAX
 from liqbot.errors import RpcError
 from liqbot.runtime import Runtime
-from liqbot.store.attempts import record_attempt
+from liqbot.store.attempts import record_attempts
 
 log = logging.getLogger(__name__)
 INJECTED_REVERT_GAS = 60_000
@@ -283,8 +283,7 @@ def record_all(rt: Runtime, jobs: list[Job], mark: str) -> None:
                      f": {result.reason}" if result.reason else "")
         rows.append(fields)
     with rt.sessions.begin() as session:
-        for fields in rows:
-            record_attempt(session, **fields)
+        record_attempts(session, rows)
     sent = [f["tx_hash"] for f in rows if f["outcome"] == "sent"]
     if sent:
         rt.state.r.hdel(rt.state.key("inflight"), *sent)

@@ -48,7 +48,7 @@ class LiqbotCollector(Collector):
         yield hist
         depth = GaugeMetricFamily("liqbot_queue_depth", "Messages waiting on a queue", labels=["queue"])
         for q in ("priority", "default"):
-            depth.add_metric([q], r.llen(q))
+            depth.add_metric([q], rt.state.queue_depth(q))
         yield depth
         state = rt.breaker.state().state
         breaker = GaugeMetricFamily("liqbot_breaker_state", "1 for the breaker's current state", labels=["state"])

@@ -23,7 +23,7 @@ def gather() -> dict:
     rt = runtime()
     r, key = rt.state.r, rt.state.key
     now = time.time()
-    out: dict = {"queues": {q: r.llen(q) for q in ("priority", "default")}}
+    out: dict = {"queues": {q: rt.state.queue_depth(q) for q in ("priority", "default")}}
     ttl = rt.settings.priority_heartbeat_ttl_secs
     out["priority_workers"] = [w for w, ts in r.zrange(key("workers:priority"), 0, -1, withscores=True) if ts > now - ttl]
     out["breaker"] = rt.breaker.status()

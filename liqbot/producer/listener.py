@@ -219,8 +219,26 @@ class Producer:
             log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, hits, len(users),
                      (time.time() - t0) * 1000)
 
+    def learn_risk(self) -> None:
+        """Read the health of every known user whose risk we do not know yet (a fresh database, new
+        borrowers), so that the first price move already checks the riskiest users first."""
+        unknown = [u for u in self.known if u not in self.last_hf]
+        size = self.s.scan_batch_size
+        t0 = time.monotonic()
+        try:
+            for start in range(0, len(unknown), size):
+                self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
+                for acc in account_data(self.rpc(), self.market.pool, unknown[start : start + size], size).values():
+                    self.last_hf.setdefault(acc.user, acc.health_factor if acc.has_debt else 2**255)
+        except Exception as exc:  # only an ordering hint: the fast path checks every exposed user anyway
+            log.warning("learning users' risk stopped: %s", exc)
+            return
+        if unknown:
+            log.info("risk of %d users learnt in %.1f s", len(unknown), time.monotonic() - t0)
+
     def _check(self, batches: Iterable[list[str]], users: dict[str, int], detected_at: float) -> int:
-        """Read each batch's health and route its liquidatable users (together) before reading the next."""
+        """Read each batch's health and route its liquidatable users (together) before reading the next.
+        One batch at a time: reading them side by side loads the node the lane is about to need."""
         hits = 0
         for chunk in batches:
             found = []
@@ -347,6 +365,7 @@ class Producer:
             head = int(await loop.run_in_executor(self._checks, self.rpc().call, "eth_blockNumber"), 16)
             await loop.run_in_executor(self._checks, self.backfill, head, self.reconnects > 0)
             backfilled_to = head
+            loop.run_in_executor(self._checks, self.learn_risk)  # beside the stream, not before it
             log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")
             self.report("connected", head=head)
             queue: asyncio.Queue = asyncio.Queue()

@@ -17,6 +17,12 @@ def record_attempt(session: Session, **fields: Any) -> Attempt:
     return attempt
 
 
+def record_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """A group's attempts in one flush."""
+    session.add_all([Attempt(**fields) for fields in rows])
+    session.flush()
+
+
 def update_attempt(session: Session, attempt_id: int, **fields: Any) -> None:
     attempt = session.get(Attempt, attempt_id)
     if attempt is not None:

@@ -12,6 +12,8 @@ import redis
 _ALIVE_WORKERS = "workers:priority"
 _LANE_ACTIVE = "lane:active"
 _USER_CONFIG = "userconfig"
+PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per step, polled in this order
+PRIORITY_SEP = "\x06\x16"
 
 
 @cache
@@ -119,6 +121,15 @@ class State:
         """Users' reserve bitmaps, so the next liquidation snapshot reads their reserves in one trip."""
         if configs:
             self.r.hset(self.key(_USER_CONFIG), mapping={u: str(c) for u, c in configs.items()})
+
+    # --- queues ---------------------------------------------------------------------------------------
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting on a Celery queue, its priority sub-lists included (group siblings wait on
+        the lowest one, see tasks.routing)."""
+        pipe = self.r.pipeline(transaction=False)
+        for pri in PRIORITY_STEPS:
+            pipe.llen(f"{queue}{PRIORITY_SEP}{pri}" if pri else queue)
+        return sum(pipe.execute())
 
     # --- the lane's right of way -------------------------------------------------------------------
     def yield_to_lane(self, max_wait: float, step: float = 0.005) -> float:

@@ -9,13 +9,13 @@ import threading
 import time
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from liqbot.devnet import Devnet, Shape, move_price, seed_borrowers
 from liqbot.devnet.proxy import CuttableProxy
 from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.store.db import Attempt, User, session_factory
+from liqbot.store.redis import State
 from tests.helpers import health_at, liquidations, wait_until
 from tests.integration.conftest import reset_caches
 
@@ -90,8 +90,9 @@ def test_chaos(chain: Devnet, env: dict, stack: Stack, monkeypatch: pytest.Monke
         recorded = rows()
         assert sorted(a.tx_hash for a in recorded) == sorted(e["tx"] for e in events)  # exactly one row per tx
         assert {a.outcome for a in recorded} == {"mined"}
-        r = redis.Redis.from_url(url)
-        wait_until(lambda: r.llen("priority") == 0 and r.llen("default") == 0, 60, "empty queues", interval=1)
+        state = State(url)
+        wait_until(lambda: state.queue_depth("priority") == 0 and state.queue_depth("default") == 0, 60, "empty queues",
+                   interval=1)
         with sessions() as s:
             all_rows = list(s.scalars(select(Attempt)))
         recovered = sum("recovered" in (a.reason or "") for a in all_rows)

@@ -31,7 +31,7 @@ def test_a_default_backlog_does_not_delay_a_liquidation(chain: Devnet, rt: Runti
         assert s.scalar(select(func.count()).select_from(User)) == 0
     for i in range(BACKLOG):
         positions.update_position.apply_async((healthy[i % len(healthy)], i), queue="default")
-    wait_until(lambda: rt.state.r.llen("default") < BACKLOG, 30, "the default worker to start on the backlog")
+    wait_until(lambda: rt.state.queue_depth("default") < BACKLOG, 30, "the default worker to start on the backlog")
 
     route_liquidation(Detection(user, start, time.time(), "fast"))
 
@@ -40,13 +40,13 @@ def test_a_default_backlog_does_not_delay_a_liquidation(chain: Devnet, rt: Runti
             return [a for a in attempts_for(s, user) if a.tx_hash]
 
     attempt = wait_until(sent, 60, "the liquidation", interval=0.01)[0]
-    waiting = rt.state.r.llen("default")
+    waiting = rt.state.queue_depth("default")
     assert waiting > BACKLOG // 2, f"only {waiting} bookkeeping tasks were left when the liquidation ran"
     assert attempt.path == "fast"
     assert [e["user"] for e in liquidations(chain.rpc, chain.market.pool, start)] == [user]
 
     # ...and the backlog then completes: the liquidation started before the last bookkeeping task ran.
-    wait_until(lambda: rt.state.r.llen("default") == 0, 300, "the backlog to drain", interval=0.5)
+    wait_until(lambda: rt.state.queue_depth("default") == 0, 300, "the backlog to drain", interval=0.5)
     time.sleep(1)
     with rt.sessions() as s:
         last_update = s.scalar(select(func.max(User.updated_at)))

@@ -20,7 +20,7 @@ from tests.helpers import liquidations, make_liquidatable_borrower, wait_until
 
 
 def _queue_len(rt: Runtime, queue: str) -> int:
-    return rt.state.r.llen(queue)
+    return rt.state.queue_depth(queue)
 
 
 def _run(queues: list[str]):
