@@ -102,7 +102,7 @@ class Bench:
             return list(s.scalars(select(Attempt).order_by(Attempt.id)))
 
     # --- phase 1: the lane's isolation -----------------------------------------------------------
-    def isolation(self, healthy: list[str], n: int = 200) -> dict:
+    def isolation(self, healthy: list[str], n: int = 500) -> dict:
         from liqbot.tasks.liquidate import check_and_liquidate
 
         def probe(label: str) -> list[float]:
@@ -181,9 +181,14 @@ class Bench:
         stop.set()
         watcher.join(2)
         first: dict[str, object] = {}
+        recovered = 0
         for a in self.attempts():
-            if a.tx_hash and a.user in targets and a.user not in first:
+            if a.tx_hash and a.started_at is None:
+                recovered += 1  # recorded from the chain, not by its worker: no stage times to report
+            elif a.tx_hash and a.user in targets and a.user not in first:
                 first[a.user] = a
+        if recovered:
+            console.print(f"[yellow]{recovered} liquidation(s) recorded from the chain rather than by their worker[/]")
         rows = []
         for a in first.values():
             block, event_at = max((s for s in steps if s[0] <= max(a.detected_block, steps[0][0])), key=lambda s: s[0])

@@ -54,6 +54,14 @@ def track_receipts() -> int:
         replies = rt.rpc.batch(calls)
         receipts, mined_nonce = replies[: len(pending)], int(replies[len(pending)], 16)
         native_price = aave.GET_ASSET_PRICE.decode(replies[-1]) if native else 0
+        # A receipt read before the nonce may predate a block that mined the transaction since: ask
+        # again before calling a transaction whose nonce is used "replaced".
+        again = [i for i, (a, r) in enumerate(zip(pending, receipts, strict=True))
+                 if r is None and a.nonce is not None and a.nonce < mined_nonce]
+        if again:
+            for i, receipt in zip(again, rt.rpc.batch([("eth_getTransactionReceipt", [pending[i].tx_hash]) for i in again]),
+                                  strict=True):
+                receipts[i] = receipt
         for attempt, receipt in zip(pending, receipts, strict=True):
             if receipt is None:
                 if not _gone(rt, attempt, mined_nonce):
