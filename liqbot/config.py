@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     liquidation_group_max: int = Field(32, ge=1, le=64)  # users detected together that one task liquidates together
     priority_heartbeat_ttl_secs: float = Field(5.0, gt=0)
     scan_batch_size: int = Field(500, ge=1, le=10_000)
-    lane_yield_ms: int = Field(300, ge=0, le=10_000)  # bookkeeping holds its node reads this long after lane activity
+    lane_yield_ms: int = Field(100, ge=0, le=10_000)  # bookkeeping holds its node reads this long after lane activity
     lane_yield_max_ms: int = Field(1_000, ge=0, le=60_000)  # ... but never longer than this per task
     log_page_blocks: int = Field(5_000, ge=1)
     max_priority_fee_gwei: Decimal = Field(Decimal("1"), ge=0)

@@ -205,16 +205,7 @@ class Producer:
         users exposed to a price, the ones about to be liquidated do not wait for the safe ones."""
         t0 = time.time()
         ordered = sorted(users, key=lambda u: self.last_hf.get(u, -1))  # unknown users first, then by risk
-        cut = next((i for i, u in enumerate(ordered) if self.last_hf.get(u, -1) >= self.s.at_risk_hf_wad), len(ordered))
-        hits = self._check(risk_batches(ordered[:cut], self.s.scan_batch_size), users, detected_at)
-        if cut < len(ordered):
-            # Users far from liquidation last time are read once the lane has sent what the riskier
-            # ones needed: their batches would load the node in the very milliseconds the lane needs it.
-            with contextlib.suppress(Exception):
-                self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
-            safe = ordered[cut:]
-            hits += self._check((safe[i : i + self.s.scan_batch_size] for i in range(0, len(safe), self.s.scan_batch_size)),
-                                users, detected_at)
+        hits = self._check(risk_batches(ordered, self.s.scan_batch_size), users, detected_at)
         if hits:
             log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, hits, len(users),
                      (time.time() - t0) * 1000)
@@ -259,12 +250,13 @@ class Producer:
             self._buffer(found, detected_at, liquidatable=True)
 
     def _publish_updates(self, users: dict[str, int], detected_at: float) -> None:
-        """Bookkeeping for every affected user; it waits while the lane works (a price move can touch
-        thousands of users, and publishing them all costs CPU the lane's worker needs right then)."""
+        """Bookkeeping for every affected user; with the fast path on it waits while the lane works (a
+        price move can touch thousands of users, and publishing them costs CPU the lane needs then)."""
         from liqbot.tasks.positions import update_position
 
-        with contextlib.suppress(Exception):  # Redis down: publishing below buffers what it cannot send
-            self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
+        if self.fast_path:  # without it, these tasks are how liquidations are found: no waiting then
+            with contextlib.suppress(Exception):  # Redis down: publishing below buffers what it cannot send
+                self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
         pending = list(users.items())
         for i, (user, block) in enumerate(pending):
             try:
@@ -494,6 +486,8 @@ class Producer:
             if flag is not None and flag != self.fast_path:
                 self.fast_path = flag
                 log.info("fast path switched %s", "on" if flag else "off")
+                with contextlib.suppress(Exception):  # bookkeeping reads it to know whether to yield
+                    self.rt.state.r.hset(self.rt.state.key("producer", "status"), "fast_path", "1" if flag else "0")
 
 
 def run_producer(rt: Runtime) -> None:

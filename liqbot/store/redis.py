@@ -132,10 +132,14 @@ class State:
         return sum(pipe.execute())
 
     # --- the lane's right of way -------------------------------------------------------------------
-    def yield_to_lane(self, max_wait: float, step: float = 0.005) -> float:
+    def yield_to_lane(self, max_wait: float, step: float = 0.005, unless_fast_path_off: bool = False) -> float:
         """Bookkeeping waits while the priority lane is working (at most `max_wait` seconds, so a
-        steady trickle of liquidations slows it down but never starves it). Returns the seconds waited."""
+        steady trickle of liquidations slows it down but never starves it). Returns the seconds waited.
+        With `unless_fast_path_off` it does not wait when the producer reports its fast path off:
+        bookkeeping and scans are then how liquidations are found."""
         if max_wait <= 0:
+            return 0.0
+        if unless_fast_path_off and self.r.hget(self.key("producer", "status"), "fast_path") == "0":
             return 0.0
         t0 = time.monotonic()
         deadline = t0 + max_wait

@@ -21,7 +21,7 @@ def update_position(user: str, block: int = 0, detected_at: float | None = None)
     if user is None:
         return False
     rt = runtime()
-    rt.state.yield_to_lane(rt.settings.lane_yield_max_ms / 1000)
+    rt.state.yield_to_lane(rt.settings.lane_yield_max_ms / 1000, unless_fast_path_off=True)
     snap = read_snapshot(rt.rpc, rt.market, user)
     rt.state.remember_configs({user: snap.config})
     with rt.sessions.begin() as session:

@@ -27,7 +27,7 @@ def scan_users(users: list[str], what: str, yield_to_lane: bool = False) -> int:
     for start in range(0, len(users), s.scan_batch_size * 4):
         chunk = users[start : start + s.scan_batch_size * 4]
         if yield_to_lane:
-            rt.state.yield_to_lane(s.lane_yield_max_ms / 1000)
+            rt.state.yield_to_lane(s.lane_yield_max_ms / 1000, unless_fast_path_off=True)
         accounts = account_data(rt.rpc, rt.market.pool, chunk, s.scan_batch_size, block=hex(block))
         now = time.time()
         hits = [Detection(acc.user, block, now, "scan") for acc in accounts.values() if acc.liquidatable]
