@@ -3,6 +3,8 @@ one-trip snapshot agrees with the two-trip one; bookkeeping gives the lane right
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 
@@ -117,3 +119,18 @@ def test_bookkeeping_waits_while_the_lane_works_but_never_past_its_cap(rt: Runti
     state.claim_many(["0x" + "22" * 20], 2, 5, lane_ms=10_000)
     assert state.yield_to_lane(0.05) >= 0.05
     assert state.r.exists(state.key("lane", "active"))  # it gave up at its cap, the lane still busy
+
+
+def test_a_groups_first_task_waits_ahead_of_its_siblings(rt: Runtime):
+    from liqbot.tasks.routing import Detection, route_liquidations
+
+    rt.state.heartbeat("priority@test")  # a live lane, no worker consuming: the messages stay queued
+    users = ["0x" + f"{i + 1:040x}" for i in range(3)]
+    assert route_liquidations([Detection(u, 7, time.time(), "fast") for u in users]) == ["priority"] * 3
+
+    assert rt.state.queue_depth("priority") == 3
+    (leader,) = rt.state.r.lrange("priority", 0, -1)  # served first: kombu polls the plain list first
+    assert rt.state.r.llen("priority\x06\x169") == 2  # the siblings wait on the lowest priority list
+    args = json.loads(base64.b64decode(json.loads(leader)["body"]))[0]
+    assert args[0] == users[0]
+    assert sorted(u for u, _ in args[5]) == users[1:]  # it carries the others, to liquidate them with it
