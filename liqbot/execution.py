@@ -38,6 +38,7 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     retryable: bool = False  # failed before anything was sent: safe to try again
     stages_ms: dict[str, float] = field(default_factory=dict)  # where the worker's time went, for the log
+    group: int = 1  # transactions sent together with this one
 
 
 def rules_for(rt: Runtime) -> Rules:
@@ -103,15 +104,14 @@ def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
     t_read = time.perf_counter()
     snaps = read_snapshots(rt.rpc, market, [(j.user, snapshot_guess(market, j.last_config)) for j in live],
                            sender.address, rt.native_asset)
-    rt.state.remember_configs({j.user: snap.config for j, snap in zip(live, snaps, strict=True)
-                               if snap.config != j.last_config})
-    plan_all(rt, live, snaps)
+    gas_expected = expected_gas(rt)
+    plan_all(rt, live, snaps, gas_expected)
     base_fee = snaps[0].base_fee
     if base_fee > s.max_gas_price_wei and any(j.outcome is None for j in live):
         rt.breaker.gas(base_fee, s.max_gas_price_wei)
         finish(live, "skipped", f"gas price above cap ({base_fee / 1e9:.1f} gwei)")
     t_sim = time.perf_counter()
-    simulate_all(rt, [j for j in live if j.outcome is None], snaps[0].native_price)
+    simulate_all(rt, [j for j in live if j.outcome is None], snaps[0].native_price, gas_expected)
     t_send = time.perf_counter()
     ready = [j for j in live if j.outcome is None]
     if ready:
@@ -120,7 +120,8 @@ def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
     for job in jobs:
         assert job.outcome is not None
         if job.outcome.outcome == "sent":
-            job.outcome.stages_ms = {k: v * 1000 for k, v in stages.items()} | ({"group": len(ready)} if len(ready) > 1 else {})
+            job.outcome.stages_ms = {k: v * 1000 for k, v in stages.items()}
+            job.outcome.group = len(ready)
         if job.outcome.outcome == "dry_run":
             log.info("%s dry run user=%s: would liquidate %s against %s, expected profit %.2f", mark, job.user,
                      job.plan.debt_asset, job.plan.collateral_asset, job.info["expected_profit_base"] / 10**8)
@@ -133,11 +134,11 @@ def finish(jobs: list[Job], outcome: str, reason: str) -> None:
             job.outcome = Outcome(outcome, reason, job.info)
 
 
-def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot]) -> None:
+def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot], gas_expected: int) -> None:
     """The pure core's decision for each user; the group shares our inventory, so each plan only
     counts on what the plans before it left."""
     s = rt.settings
-    min_tip, gas_expected, rules = s.max_priority_fee_wei, expected_gas(rt), rules_for(rt)
+    min_tip, rules = s.max_priority_fee_wei, rules_for(rt)
     spent: dict[str, int] = {}
     for job, snap in zip(jobs, snaps, strict=True):
         job.snap = snap
@@ -159,7 +160,7 @@ def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot]) -> None:
                                                   debt_to_cover_arg(plan, inventory[plan.debt_asset]), False)
 
 
-def simulate_all(rt: Runtime, jobs: list[Job], native_price: int) -> None:
+def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: int) -> None:
     """Approve what needs it (once per asset), simulate every plan in one batch, bid the fees."""
     if not jobs:
         return
@@ -168,7 +169,7 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int) -> None:
     opening = fee_core.Fees(min(2 * base_fee + min_tip, s.max_gas_price_wei), min_tip)
     for asset in dict.fromkeys(j.plan.debt_asset for j in jobs):  # type: ignore[union-attr]
         sender.ensure_approved(asset, rt.market.pool, opening)
-    sims = sender.simulate_many([(rt.market.pool, j.data) for j in jobs], expected_gas=expected_gas(rt),
+    sims = sender.simulate_many([(rt.market.pool, j.data) for j in jobs], expected_gas=gas_expected,
                                 gas_limit=s.liquidation_gas_limit)
     for job, sim in zip(jobs, sims, strict=True):
         if isinstance(sim, SimulationFailed):
@@ -190,7 +191,6 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int) -> None:
 
 def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
     s = rt.settings
-    rt.breaker.attempted(count=len(jobs))
 
     def intent(signed: list[tuple[str, int]]) -> None:
         """Before the bytes leave: mark each user and keep what we are about to send, so a worker killed
@@ -210,6 +210,7 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
     except (RpcError, OSError) as exc:
         results = [exc] * len(jobs)
     sent_at = time.time()
+    rt.breaker.attempted(count=len(jobs))  # counted after the bytes left: the window trips later attempts
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, Sent):
             job.outcome = Outcome("sent", "", job.info | {"tx_hash": result.tx_hash, "nonce": result.nonce, "sent_at": sent_at})
@@ -250,7 +251,8 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
             if todo:
                 attempt_group(rt, todo, mark)
         finally:
-            rt.state.end_attempts([j.user for j in todo], lane_ms)
+            rt.state.end_attempts([j.user for j in todo], lane_ms, {
+                j.user: j.snap.config for j in todo if j.snap is not None and j.snap.config != j.last_config})
     except Exception as exc:
         log.exception("%s attempt for user=%s failed", mark, user)
         with contextlib.suppress(Exception):
@@ -258,10 +260,15 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
         failed = Outcome("failed", f"{type(exc).__name__}: {exc}"[:200], retryable=isinstance(exc, RpcError))
         jobs = jobs or [Job(user, record, None)]
         for job in jobs:
-            if job.outcome is None or job.outcome.outcome not in ("sent", "skipped"):
+            if job.outcome is None:
                 job.outcome = failed
     record_all(rt, jobs, mark)
     return jobs[0].outcome  # type: ignore[return-value]
+
+
+def stages_text(result: Outcome) -> str:
+    parts = [f"{k}={v:.1f}" for k, v in result.stages_ms.items()]
+    return " ".join(parts + ([f"group={result.group}"] if result.group > 1 else []))
 
 
 def record_all(rt: Runtime, jobs: list[Job], mark: str) -> None:
@@ -276,7 +283,7 @@ def record_all(rt: Runtime, jobs: list[Job], mark: str) -> None:
             log.info("%s liquidation sent user=%s block=%s path=%s detect->send=%.1fms start->send=%.1fms (%s) "
                      "expected profit=%.2f tx=%s", mark, job.user, record["detected_block"], record["path"],
                      fields["latency_ms"], (fields["sent_at"] - record["started_at"]) * 1000,
-                     " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.stages_ms.items()),
+                     stages_text(result),
                      (fields.get("expected_profit_base") or 0) / 10**8, fields["tx_hash"])
         else:
             log.info("%s %s user=%s block=%s%s", mark, result.outcome, job.user, record["detected_block"],

@@ -47,14 +47,10 @@ class State:
         self.key = Keys(prefix)
 
     # --- dedupe + lane liveness, in one round trip -------------------------------------------------
-    def claim(self, user: str, window_secs: float, heartbeat_ttl: float, lane_ms: int = 0) -> tuple[bool, bool]:
-        """Take the user's dedupe lock (SET NX PX) and see whether a priority worker is alive; with
-        `lane_ms`, also tell bookkeeping that the lane is about to work. Returns (claimed, priority_alive)."""
-        claimed, alive = self.claim_many([user], window_secs, heartbeat_ttl, lane_ms)
-        return claimed[0], alive
-
     def claim_many(self, users: list[str], window_secs: float, heartbeat_ttl: float, lane_ms: int = 0) -> tuple[list[bool], bool]:
-        """`claim` for several users in one round trip."""
+        """Take each user's dedupe lock (SET NX PX) and see whether a priority worker is alive, in one
+        round trip; with `lane_ms`, also tell bookkeeping that the lane is about to work.
+        Returns (claimed per user, priority_alive)."""
         pipe = self.r.pipeline(transaction=False)
         for user in users:
             pipe.set(self.key("dedupe", user), "1", nx=True, px=int(window_secs * 1000))
@@ -109,10 +105,14 @@ class State:
         return Begin(grouped=grouped, claimed=bool(claimed) and not grouped, already_sent=dedupe == "sent",
                      last_config=int(config) if config else None, siblings=taken)
 
-    def end_attempts(self, users: list[str], lane_ms: int) -> None:
+    def end_attempts(self, users: list[str], lane_ms: int, configs: dict[str, int] | None = None) -> None:
+        """Release the users' "executing" slots and, after the fact, remember the reserve bitmaps the
+        attempt read (kept off the path to the send)."""
         pipe = self.r.pipeline(transaction=False)
         for user in users:
             pipe.delete(self.key("executing", user))
+        if configs:
+            pipe.hset(self.key(_USER_CONFIG), mapping={u: str(c) for u, c in configs.items()})
         if lane_ms:  # the next liquidation of a burst may be right behind this one
             pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
         pipe.execute()
@@ -139,12 +139,18 @@ class State:
         bookkeeping and scans are then how liquidations are found."""
         if max_wait <= 0:
             return 0.0
-        if unless_fast_path_off and self.r.hget(self.key("producer", "status"), "fast_path") == "0":
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(self.key(_LANE_ACTIVE))
+        pipe.hget(self.key("producer", "status"), "fast_path")
+        active, fast_path = pipe.execute()
+        if not active or (unless_fast_path_off and fast_path == "0"):
             return 0.0
         t0 = time.monotonic()
         deadline = t0 + max_wait
-        while self.r.exists(self.key(_LANE_ACTIVE)) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             time.sleep(step)
+            if not self.r.exists(self.key(_LANE_ACTIVE)):
+                break
         return time.monotonic() - t0
 
     def release(self, user: str) -> None:
