@@ -100,13 +100,9 @@ class Sender:
                 out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee))
         return out
 
-    def send(self, to: str, data: str, gas: int, fees: Fees,
-             before_send: Callable[[str, int], None] | None = None, pending_nonce: int | None = None) -> Sent:
-        """`before_send(tx_hash, nonce)` runs between signing and sending: a record of intent that
-        survives the process being killed mid-send. `pending_nonce`, read before taking the lock (with
-        the snapshot), saves a round trip: the stored next nonce covers sends made since."""
-        hook = (lambda signed: [before_send(h, n) for h, n in signed]) if before_send else None
-        result = self.send_many([Tx(to, data, gas, fees)], before_send=hook, pending_nonce=pending_nonce)[0]
+    def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:
+        """One transaction through `send_many`; a refusal raises."""
+        result = self.send_many([Tx(to, data, gas, fees)])[0]
         if isinstance(result, Exception):
             raise result
         return result
@@ -114,6 +110,9 @@ class Sender:
     def send_many(self, txs: list[Tx], before_send: Callable[[list[tuple[str, int]]], object] | None = None,
                   pending_nonce: int | None = None) -> list[Sent | RpcError]:
         """Sign consecutive nonces and send them all in one JSON-RPC batch, under the account's lock.
+        `before_send([(tx_hash, nonce), ...])` runs between signing and sending: a record of intent
+        that survives the process being killed mid-send. `pending_nonce`, read with the snapshot, saves
+        a round trip: the stored next nonce covers sends made since.
 
         A transaction the node refuses leaves a hole that would hold back every later nonce: the hole
         is filled with a zero-value transfer to ourselves, so the liquidations after it still mine. If
@@ -130,9 +129,9 @@ class Sender:
             out: list[Sent | RpcError] = []
             for i, ((tx_hash, _), reply) in enumerate(zip(signed, replies, strict=True)):
                 out.append(reply if isinstance(reply, RpcError) else Sent(reply or tx_hash, first + i))
-            sent_at = [i for i, r in enumerate(out) if isinstance(r, Sent)]
-            next_nonce = first + (sent_at[-1] + 1 if sent_at else 0)
-            for i in range(sent_at[-1] if sent_at else 0):
+            accepted = [i for i, r in enumerate(out) if isinstance(r, Sent)]
+            next_nonce = first + (accepted[-1] + 1 if accepted else 0)
+            for i in range(accepted[-1] if accepted else 0):
                 if isinstance(out[i], RpcError) and not self._fill(first + i, txs[i].fees):
                     next_nonce = first + i  # unfilled: the next send takes this nonce and unblocks the rest
                     break
@@ -176,10 +175,10 @@ class Sender:
             calls += [("eth_call", [{"to": t, "data": aave.BALANCE_OF.calldata(self.address)}, "latest"]) for t in tokens]
             replies = self.rpc.batch(calls)
             for i, token in enumerate(tokens):
-                if aave.ALLOWANCE.decode(replies[i]) >= APPROVED_ENOUGH:
+                if aave.ALLOWANCE.decode(replies[i]) >= APPROVED_ENOUGH or self._approval_pending(token, spender):
                     self._approved.add(token)
                 elif send and aave.BALANCE_OF.decode(replies[len(tokens) + i]) > 0:
-                    self.ensure_approved(token, spender, fees)
+                    self._approve(token, spender, fees)
                     done.append(token)
         return done
 
@@ -188,16 +187,24 @@ class Sender:
         in Redis while it mines so that other processes do not send the same approval."""
         if token in self._approved:
             return
-        sent_key = f"{self._lock_key}:approval:{token}:{spender}"
-        if not self.r.exists(sent_key):
+        if not self._approval_pending(token, spender):
             allowance = aave.ALLOWANCE.decode(self.rpc.eth_call(token, aave.ALLOWANCE.calldata(self.address, spender)))
             if allowance < APPROVED_ENOUGH:
-                data = aave.APPROVE.calldata(spender, aave.UINT256_MAX)
-                sim = self.simulate(token, data)
-                sent = self.send(token, data, sim.gas, fees)
-                self.r.set(sent_key, sent.tx_hash, ex=APPROVAL_PENDING_SECS)
-                log.info("approved %s for %s (tx %s)", token, spender, sent.tx_hash)
+                self._approve(token, spender, fees)
         self._approved.add(token)
+
+    def _approval_key(self, token: str, spender: str) -> str:
+        return f"{self._lock_key}:approval:{token}:{spender}"
+
+    def _approval_pending(self, token: str, spender: str) -> bool:
+        return bool(self.r.exists(self._approval_key(token, spender)))
+
+    def _approve(self, token: str, spender: str, fees: Fees) -> None:
+        data = aave.APPROVE.calldata(spender, aave.UINT256_MAX)
+        sent = self.send(token, data, self.simulate(token, data).gas, fees)
+        self.r.set(self._approval_key(token, spender), sent.tx_hash, ex=APPROVAL_PENDING_SECS)
+        self._approved.add(token)
+        log.info("approved %s for %s (tx %s)", token, spender, sent.tx_hash)
 
 
 def _reason(err: RpcError) -> str:

@@ -54,7 +54,7 @@ def read_snapshots(rpc: Rpc, market: MarketInfo, users: list[tuple[str, int | No
         head.append(("eth_getTransactionCount", [liquidator, "pending"]))
     guesses = [_in_use(market, expected) if expected else [] for _, expected in users]
     shared = _Shared(market, [r for g in guesses for r, _, _ in g], liquidator, native_asset)
-    calls, spans = head + shared.calls(), []
+    calls, spans = head + shared.calls, []
     for (user, _), guess in zip(users, guesses, strict=True):
         start = len(calls)
         calls += [_call(market.pool, aave.GET_USER_ACCOUNT_DATA.calldata(user)),
@@ -67,7 +67,7 @@ def read_snapshots(rpc: Rpc, market: MarketInfo, users: list[tuple[str, int | No
     nonce = int(_ok(replies[1]), 16) if liquidator else None
     common = {"base_fee": int(block_raw.get("baseFeePerGas") or "0x0", 16), "block": int(block_raw["number"], 16),
               "liquidator_nonce": nonce}
-    shared.decode(replies[len(head) : len(head) + len(shared.calls())])
+    shared.decode(replies[len(head) : len(head) + len(shared.calls)])
     out: list[Snapshot | None] = []
     again: dict[int, tuple[AccountData, int, Used]] = {}
     for i, ((user, _), (start, end)) in enumerate(zip(users, spans, strict=True)):
@@ -82,13 +82,13 @@ def read_snapshots(rpc: Rpc, market: MarketInfo, users: list[tuple[str, int | No
             again[i] = (acc, config, used)
     if again:
         more = _Shared(market, [r for _, _, used in again.values() for r, _, _ in used], liquidator, native_asset)
-        calls2, spans2 = more.calls(), []
+        calls2, spans2 = list(more.calls), []
         for i, (_, _, used) in again.items():
             start = len(calls2)
             calls2 += _reserve_calls(market, users[i][0], used)
             spans2.append((start, len(calls2)))
         replies2 = rpc.batch(calls2, raise_errors=False)
-        more.decode(replies2[: len(more.calls())])
+        more.decode(replies2[: len(more.calls)])
         for (i, (acc, config, used)), (start, end) in zip(again.items(), spans2, strict=True):
             datas = dict(zip((r.id for r, _, _ in used), replies2[start:end], strict=True))
             out[i] = more.snapshot(acc, used, datas, config, trips=2, **common)
@@ -110,24 +110,21 @@ class _Shared:
     def __init__(self, market: MarketInfo, reserves: list[ReserveInfo], liquidator: str | None, native_asset: str | None):
         self.market, self.liquidator, self.native = market, liquidator, native_asset
         self.assets = list(dict.fromkeys(r.asset for r in reserves))
+        self.priced = self.assets + ([native_asset] if native_asset else [])
         self.prices: dict[str, int] = {}
         self.balances: dict[str, object] = {}
-
-    def calls(self) -> list[tuple[str, list]]:
-        if not self.assets:
-            return []
-        priced = self.assets + ([self.native] if self.native else [])
-        calls = [_call(self.market.oracle, aave.GET_ASSETS_PRICES.calldata(priced))]
-        if self.liquidator:
-            calls += [_call(a, aave.BALANCE_OF.calldata(self.liquidator)) for a in self.assets]
-        return calls
+        self.calls: list[tuple[str, list]] = []
+        if self.assets:
+            self.calls = [_call(market.oracle, aave.GET_ASSETS_PRICES.calldata(self.priced))]
+            if liquidator:
+                self.calls += [_call(a, aave.BALANCE_OF.calldata(liquidator)) for a in self.assets]
 
     def decode(self, replies: list) -> None:
         if not self.assets:
             return
-        prices = aave.GET_ASSETS_PRICES.decode(_ok(replies[0]))
-        self.prices = dict(zip(self.assets + ([self.native] if self.native else []), prices, strict=True))
-        self.balances = dict(zip(self.assets, replies[1:], strict=False))
+        self.prices = dict(zip(self.priced, aave.GET_ASSETS_PRICES.decode(_ok(replies[0])), strict=True))
+        if self.liquidator:
+            self.balances = dict(zip(self.assets, replies[1:], strict=True))
 
     def snapshot(self, acc: AccountData, used: Used, datas: dict[int, object], config: int, trips: int, **common) -> Snapshot:
         positions, inventory = [], {}

@@ -45,7 +45,6 @@ def route_liquidations(dets: list[Detection]) -> list[str | None]:
     """Route users found liquidatable in the same moment: every dedupe lock in one round trip, one
     task per claimed user, each carrying its siblings (up to LIQUIDATION_GROUP_MAX) so that the first
     task to start liquidates them together. Returns each user's queue, or None when deduped."""
-    from liqbot.celery import app
     from liqbot.runtime import runtime
     from liqbot.tasks.liquidate import check_and_liquidate
 
@@ -59,7 +58,7 @@ def route_liquidations(dets: list[Detection]) -> list[str | None]:
         rt.state.count("deduped", len(dets) - len(todo))
     ids = {i: str(uuid.uuid4()) for i in todo}
 
-    def publish(i: int, queue: str, path: str, chunk: list[int], producer: object) -> None:
+    def publish(i: int, chunk: list[int], queue: str, path: str) -> None:
         det = dets[i]
         group = [[dets[j].user, ids[j]] for j in chunk if j != i]
         # The group's first task goes ahead of every sibling task (kombu's Redis priority lists): the
@@ -67,32 +66,31 @@ def route_liquidations(dets: list[Detection]) -> list[str | None]:
         check_and_liquidate.apply_async(
             (det.user, det.block, det.detected_at, path, time.time(), group or None), queue=queue, routing_key=queue,
             expires=datetime.fromtimestamp(det.detected_at + s.liquidation_max_age_secs, UTC), task_id=ids[i],
-            producer=producer, priority=LEADER_PRIORITY if i == chunk[0] else SIBLING_PRIORITY)
+            priority=LEADER_PRIORITY if i == chunk[0] else SIBLING_PRIORITY)
 
-    for start in range(0, len(todo), s.liquidation_group_max):
-        chunk = todo[start : start + s.liquidation_group_max]
-        for i in chunk:
-            det = dets[i]
-            if alive:
-                try:
-                    with app.producer_or_acquire() as producer:
-                        publish(i, "priority", det.path, chunk, producer)
-                    log.info("%s queued user=%s block=%s path=%s detect->enqueue=%.1fms%s", FAST, det.user, det.block,
-                             det.path, (time.time() - det.detected_at) * 1000,
-                             f" group={len(chunk)}" if len(chunk) > 1 else "")
-                    out[i] = "priority"
-                    continue
-                except Exception as exc:
-                    log.warning("%s publish to priority failed for user=%s: %s; falling back to default", FAST, det.user, exc)
-            else:
-                log.warning("no priority worker alive; user=%s goes to the default queue", det.user)
+    def route(i: int, chunk: list[int]) -> str:
+        det = dets[i]
+        if not alive:
+            log.warning("no priority worker alive; user=%s goes to the default queue", det.user)
+        else:
             try:
-                with app.producer_or_acquire() as producer:
-                    publish(i, "default", "fallback", chunk, producer)
-            except Exception:
-                for j in todo[todo.index(i) :]:
-                    rt.state.release(dets[j].user)  # let the next detection try again rather than drop the users
-                raise
-            rt.state.count("fallback")
-            out[i] = "default"
+                publish(i, chunk, "priority", det.path)
+                log.info("%s queued user=%s block=%s path=%s detect->enqueue=%.1fms%s", FAST, det.user, det.block,
+                         det.path, (time.time() - det.detected_at) * 1000, f" group={len(chunk)}" if len(chunk) > 1 else "")
+                return "priority"
+            except Exception as exc:
+                log.warning("%s publish to priority failed for user=%s: %s; falling back to default", FAST, det.user, exc)
+        publish(i, chunk, "default", "fallback")
+        rt.state.count("fallback")
+        return "default"
+
+    size = s.liquidation_group_max
+    for n, i in enumerate(todo):
+        chunk = todo[n // size * size : (n // size + 1) * size]
+        try:
+            out[i] = route(i, chunk)
+        except Exception:
+            for j in todo[n:]:
+                rt.state.release(dets[j].user)  # let the next detection try again rather than drop the users
+            raise
     return out
