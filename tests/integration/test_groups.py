@@ -16,7 +16,7 @@ from liqbot.errors import RpcError
 from liqbot.execution import run_and_record
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
-from tests.helpers import liquidations, open_position
+from tests.helpers import liquidations, open_position, wait_until
 
 GWEI = 10**9
 
@@ -35,6 +35,8 @@ def test_users_detected_together_are_liquidated_by_the_first_task_and_once(chain
     result = run_and_record(rt, _record(first, ids[first]), "⚡", [(u, ids[u]) for u in siblings])
 
     assert result.outcome == "sent", result.reason
+    # A batch of sends is accepted before anvil has mined all of it: wait for the blocks, not a second.
+    wait_until(lambda: len(liquidations(chain.rpc, chain.market.pool, start)) >= len(users), 10, "the group's blocks")
     events = liquidations(chain.rpc, chain.market.pool, start)
     assert sorted(e["user"] for e in events) == sorted(users)
     with rt.sessions() as s:
@@ -57,6 +59,7 @@ def test_a_group_member_another_worker_holds_is_left_to_it(chain: Devnet, rt: Ru
 
     assert run_and_record(rt, _record(a, "t-a"), "⚡", [(b, "t-b")]).outcome == "sent"
 
+    wait_until(lambda: liquidations(chain.rpc, chain.market.pool, start), 10, "the liquidation's block")
     assert [e["user"] for e in liquidations(chain.rpc, chain.market.pool, start)] == [a]
     assert rt.state.r.get(rt.state.key("executing", b)) == "someone-else"
 
@@ -75,7 +78,8 @@ def test_a_refused_transaction_in_a_batch_send_leaves_no_nonce_hole(chain: Devne
     assert isinstance(results[1], RpcError)
     assert (results[0].nonce, results[2].nonce) == (nonce0, nonce0 + 2)
     # The hole at nonce0 + 1 was filled, so the transaction after it mined.
-    assert chain.rpc.call("eth_getTransactionReceipt", results[2].tx_hash)["status"] == "0x1"
+    receipt = wait_until(lambda: chain.rpc.call("eth_getTransactionReceipt", results[2].tx_hash), 10, "its receipt")
+    assert receipt["status"] == "0x1"
     assert int(chain.rpc.call("eth_getTransactionCount", sender.address, "latest"), 16) == nonce0 + 3
 
 
