@@ -104,7 +104,8 @@ def markdown(r: dict, name: str) -> str:
     ]
     for n, sc in r["scanner"].items():
         lines.append(f"- Scanner at {int(n):,} known users: {sc['scanner_users_per_s']:,.0f} users/s vs a raw JSON-RPC batch "
-                     f"of the same calls {sc['raw_users_per_s']:,.0f}/s: **{sc['ratio']:.0%}** (target >= 80%).")
+                     f"of the same calls {sc['raw_users_per_s']:,.0f}/s: **{sc['ratio']:.0%}** (target >= 80%; medians of "
+                     f"{sc.get('rounds', 1)} alternating passes).")
     mem = {**{f"fast/{k}": v for k, v in f.get("peak_memory_mb", {}).items()},
            **{f"slow/{k}": v for k, v in s.get("peak_memory_mb", {}).items()}}
     lines.append("- Peak memory (VmHWM, a worker includes its pool children): "
