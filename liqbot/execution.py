@@ -1,8 +1,8 @@
 """One liquidation attempt: breaker -> fresh snapshot -> decision (pure core) -> simulation -> send.
 
-Every way out is recorded on the attempt: sent, dry_run, failed, or skipped with its reason
-(breaker open, no longer liquidatable, no inventory, unprofitable, would leave dust, gas above cap,
-reverted in simulation)."""
+Every way out is recorded on the attempt: sent, dry_run, failed, lost (another liquidator got there
+first, or bids more than the race is worth), or skipped with its reason (breaker open, no longer
+liquidatable, no inventory, unprofitable, would leave dust, gas above cap, reverted in simulation)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from typing import Any
 
 from liqbot.chain import aave
 from liqbot.chain.market import MarketInfo
+from liqbot.chain.rivals import RivalTx, read_contests
 from liqbot.chain.sender import Sent, Simulation, SimulationFailed, Tx
 from liqbot.chain.snapshot import Snapshot, read_snapshots
 from liqbot.domain import fees as fee_core
 from liqbot.domain.close_factor import Rules
 from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
+from liqbot.domain.reverts import lost_race
 from liqbot.domain.units import UINT256_MAX
 from liqbot.errors import RpcError
 from liqbot.runtime import Runtime
@@ -85,6 +87,8 @@ class Job:
     data: str = ""
     sim: Simulation | None = None
     fees: fee_core.Fees | None = None
+    rival: RivalTx | None = None  # a pending transaction of another liquidator for this user
+    note: str = ""  # what the attempt decided on the way (e.g. the outbid), kept as the sent row's reason
     outcome: Outcome | None = None
 
 
@@ -161,7 +165,9 @@ def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot], gas_expected: 
 
 
 def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: int) -> None:
-    """Approve what needs it (once per asset), simulate every plan in one batch, bid the fees."""
+    """Approve what needs it (once per asset), simulate every plan in one batch, bid the fees. A plan
+    that fails against the pending block because of another liquidator is a contest, settled by
+    `contest_all`: a rival still pending is outbid, a race already mined is recorded as lost."""
     if not jobs:
         return
     s, sender = rt.settings, rt.sender
@@ -171,22 +177,63 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: 
         sender.ensure_approved(asset, rt.market.pool, opening)
     sims = sender.simulate_many([(rt.market.pool, j.data) for j in jobs], expected_gas=gas_expected,
                                 gas_limit=s.liquidation_gas_limit)
+    contested = [j for j, sim in zip(jobs, sims, strict=True) if isinstance(sim, SimulationFailed) and lost_race(sim.code)]
+    if contested:
+        contest_all(rt, contested, Simulation(gas_expected, s.liquidation_gas_limit, base_fee))
     for job, sim in zip(jobs, sims, strict=True):
-        if isinstance(sim, SimulationFailed):
+        if job.outcome is not None:
+            continue
+        if isinstance(sim, Simulation):
+            job.sim = sim
+        elif job.sim is None:
             job.outcome = Outcome("skipped", f"reverted in simulation: {sim}"[:200], job.info)
             continue
-        job.sim = sim
-        gross = job.plan.gross_profit_base  # type: ignore[union-attr]
-        net_before_tip = gross - gas_cost_base(sim.estimate, sim.base_fee, native_price)
-        job.fees = fee_core.bid(base_fee=sim.base_fee, gas=sim.estimate, profit_base=net_before_tip,
-                                native_price=native_price, min_tip=min_tip, profit_share_bps=s.tip_profit_share_bps,
+        bid_fees(rt, job, native_price)
+
+
+def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:
+    """One round trip for the contested plans: still fine against the latest block with a rival pending
+    means we can be ordered first; failing there too means the race was lost (to the rival whose
+    LiquidationCall was mined, when there is one)."""
+    since = min(int(j.record.get("detected_block") or j.snap.block) for j in jobs)  # type: ignore[union-attr]
+    contests = read_contests(rt.rpc, rt.market.pool, rt.sender.address,
+                             [(j.user, rt.market.pool, j.data) for j in jobs], since)
+    for job, c in zip(jobs, contests, strict=True):
+        if c.mined_ok:
+            job.sim, job.rival = sim, c.pending
+        elif lost_race(c.code):
+            job.info["rival_tx"] = c.mined
+            job.outcome = Outcome("lost", f"lost race: {c.code}" + (f", liquidated by {c.mined}" if c.mined else ""),
+                                  job.info)
+
+
+def bid_fees(rt: Runtime, job: Job, native_price: int) -> None:
+    """The fee bid from the simulated gas and the profit; against a pending rival, a bid that orders us
+    first, or the race given up when winning it costs more than the profit share or the fee cap."""
+    s, sim, plan = rt.settings, job.sim, job.plan
+    assert sim is not None
+    assert plan is not None
+    gross = plan.gross_profit_base
+    net_before_tip = gross - gas_cost_base(sim.estimate, sim.base_fee, native_price)
+    share = {"gas": sim.estimate, "profit_base": net_before_tip, "native_price": native_price,
+             "min_tip": s.max_priority_fee_wei, "profit_share_bps": s.tip_profit_share_bps}
+    job.fees = fee_core.bid(base_fee=sim.base_fee, max_fee_cap=s.max_gas_price_wei, **share)
+    if job.rival is not None:
+        job.info["rival_tx"] = job.rival.tx_hash
+        ahead = fee_core.outbid(job.fees, job.rival.fees, base_fee=sim.base_fee, ceiling_tip=fee_core.tip_ceiling(**share),
                                 max_fee_cap=s.max_gas_price_wei)
-        expected = gross - gas_cost_base(sim.estimate, sim.base_fee + job.fees.tip, native_price)
-        job.info |= {"expected_profit_base": expected, "max_fee": job.fees.max_fee, "tip": job.fees.tip}
-        if expected < s.min_profit_base:
-            job.outcome = Outcome("skipped", "unprofitable", job.info)
-        elif s.dry_run:
-            job.outcome = Outcome("dry_run", "", job.info)
+        rival = (f"pending rival {job.rival.tx_hash} (max fee {job.rival.fees.max_fee / 1e9:.3f} gwei, "
+                 f"tip {job.rival.fees.tip / 1e9:.3f} gwei)")
+        if ahead is None:
+            job.outcome = Outcome("lost", f"not outbid: {rival} pays more than our profit share or fee cap", job.info)
+            return
+        job.fees, job.note = ahead, f"outbid {rival}: max fee {ahead.max_fee / 1e9:.3f}, tip {ahead.tip / 1e9:.3f} gwei"
+    expected = gross - gas_cost_base(sim.estimate, sim.base_fee + job.fees.tip, native_price)
+    job.info |= {"expected_profit_base": expected, "max_fee": job.fees.max_fee, "tip": job.fees.tip}
+    if expected < s.min_profit_base:
+        job.outcome = Outcome("skipped", "unprofitable", job.info)
+    elif s.dry_run:
+        job.outcome = Outcome("dry_run", job.note, job.info)
 
 
 def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
@@ -213,7 +260,8 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
     rt.breaker.attempted(count=len(jobs))  # counted after the bytes left: the window trips later attempts
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, Sent):
-            job.outcome = Outcome("sent", "", job.info | {"tx_hash": result.tx_hash, "nonce": result.nonce, "sent_at": sent_at})
+            sent = {"tx_hash": result.tx_hash, "nonce": result.nonce, "sent_at": sent_at}
+            job.outcome = Outcome("sent", job.note, job.info | sent)
         else:
             rt.state.release(job.user)
             job.outcome = Outcome("failed", f"send failed: {result}"[:200], job.info)

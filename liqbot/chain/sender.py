@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from eth_abi import decode
-from eth_abi.exceptions import DecodingError
 from eth_account import Account
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
 from liqbot.domain.fees import Fees
+from liqbot.domain.reverts import revert_code
 from liqbot.errors import LiqbotError, RpcError
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,11 @@ APPROVAL_PENDING_SECS = 600  # an approval sent is trusted this long while it mi
 
 
 class SimulationFailed(LiqbotError):
-    """The transaction reverts when simulated against the pending block."""
+    """The transaction reverts when simulated against the pending block; `code` names the revert."""
+
+    def __init__(self, err: RpcError):
+        self.code = revert_code(err.data)
+        super().__init__(f"{err} ({self.code})" if self.code else str(err))
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class Sender:
             call, est = replies[i], (replies[len(txs) + i] if expected_gas is None else None)
             failed = next((r for r in (call, est) if isinstance(r, RpcError)), None)
             if failed is not None:
-                out.append(SimulationFailed(_reason(failed)))
+                out.append(SimulationFailed(failed))
             elif expected_gas is not None:
                 out.append(Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee))
             else:
@@ -206,12 +209,3 @@ class Sender:
         self._approved.add(token)
         log.info("approved %s for %s (tx %s)", token, spender, sent.tx_hash)
 
-
-def _reason(err: RpcError) -> str:
-    data = err.data if isinstance(err.data, str) else ""
-    if data.startswith("0x08c379a0") and len(data) > 138:  # Error(string): Aave's numeric codes
-        try:
-            return f"{err} ({decode(['string'], bytes.fromhex(data[10:]))[0]})"
-        except (DecodingError, ValueError):
-            pass
-    return str(err)

@@ -18,8 +18,30 @@ def bid(
 ) -> Fees:
     """A tip of `profit_share_bps` of the expected profit per gas (rivals bid for the same liquidation),
     never below `min_tip`; max fee 2 x base fee + tip; nothing above `max_fee_cap`."""
-    share_tip = 0
-    if profit_base > 0 and native_price > 0 and gas > 0 and profit_share_bps > 0:
-        share_tip = profit_base * profit_share_bps * WAD // (BPS * native_price * gas)
-    tip = min(max(min_tip, share_tip), max_fee_cap)
+    tip = min(tip_ceiling(gas=gas, profit_base=profit_base, native_price=native_price, min_tip=min_tip,
+                          profit_share_bps=profit_share_bps), max_fee_cap)
     return Fees(min(2 * base_fee + tip, max_fee_cap), tip)
+
+
+def effective_tip(fees: Fees, base_fee: int) -> int:
+    """What a transaction pays its block's builder per gas: the tip, or less when the max fee binds."""
+    return max(0, min(fees.tip, fees.max_fee - base_fee))
+
+
+def outbid(ours: Fees, rival: Fees, *, base_fee: int, ceiling_tip: int, max_fee_cap: int) -> Fees | None:
+    """Fees that order our transaction ahead of a rival's pending one for the same user: a higher max
+    fee (pools that rank by max fee, as anvil does) and a higher effective tip (builders rank by it),
+    each one step (1/10) above the rival's. None when that would cost more than `ceiling_tip` (the
+    profit share we bid at most) or the max-fee cap: the race is not worth winning at that price."""
+    tip = max(ours.tip, effective_tip(rival, base_fee) * 11 // 10 + 1)
+    max_fee = max(ours.max_fee, rival.max_fee * 11 // 10 + 1, base_fee + tip)
+    if tip > ceiling_tip or max_fee > max_fee_cap:
+        return None
+    return Fees(max_fee, tip)
+
+
+def tip_ceiling(*, gas: int, profit_base: int, native_price: int, min_tip: int, profit_share_bps: int) -> int:
+    """The highest tip we pay for a liquidation: `profit_share_bps` of its profit, never below `min_tip`."""
+    if profit_base <= 0 or native_price <= 0 or gas <= 0 or profit_share_bps <= 0:
+        return min_tip
+    return max(min_tip, profit_base * profit_share_bps * WAD // (BPS * native_price * gas))

@@ -85,7 +85,7 @@ class Attempt(Base):
     collateral_asset: Mapped[str | None] = mapped_column(String(42), nullable=True)
     debt_asset: Mapped[str | None] = mapped_column(String(42), nullable=True)
     debt_to_cover: Mapped[int | None] = mapped_column(Uint256, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(24))  # sent|mined|reverted|replaced|dropped|skipped|failed|dry_run
+    outcome: Mapped[str] = mapped_column(String(24))  # sent|mined|reverted|lost|replaced|dropped|skipped|failed|dry_run
     reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)  # detection -> send
     gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -99,6 +99,7 @@ class Attempt(Base):
     realised_profit_base: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     debt_repaid: Mapped[int | None] = mapped_column(Uint256, nullable=True)
     collateral_seized: Mapped[int | None] = mapped_column(Uint256, nullable=True)
+    rival_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)  # the liquidator we raced, when known
 
 
 class BreakerEvent(Base):

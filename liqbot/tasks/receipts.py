@@ -1,5 +1,5 @@
 """Receipts of sent liquidations, tracked on the default queue so the priority lane never waits:
-outcome (mined, reverted, replaced, dropped), gas, realised profit, and the breaker told."""
+outcome (mined, reverted, lost to a rival, replaced, dropped), gas, realised profit, and the breaker told."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from liqbot.celery import app
 from liqbot.chain import aave
+from liqbot.chain.rivals import read_contests
 from liqbot.domain.liquidation import gas_cost_base
-from liqbot.domain.units import value_base
+from liqbot.domain.reverts import lost_race
+from liqbot.domain.units import UINT256_MAX, value_base
 from liqbot.runtime import Runtime, runtime
 from liqbot.store.attempts import pending_attempts, record_attempt
 from liqbot.store.db import Attempt
@@ -68,7 +70,7 @@ def track_receipts() -> int:
                     continue
             else:
                 apply_receipt(rt, attempt, receipt, native_price)
-            rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {attempt.tx_hash}")
+            tell_breaker(rt, attempt)
             rt.state.release(attempt.user)
             done += 1
             log.info("receipt user=%s tx=%s %s%s", attempt.user, attempt.tx_hash, attempt.outcome,
@@ -80,12 +82,34 @@ def apply_receipt(rt: Runtime, attempt: Attempt, receipt: dict, native_price: in
     ok = int(receipt["status"], 16) == 1
     attempt.outcome = "mined" if ok else "reverted"
     attempt.gas_used = int(receipt["gasUsed"], 16)
-    if ok:
-        learn_gas(rt, attempt.gas_used)
     attempt.mined_block = int(receipt["blockNumber"], 16)
     if ok:
+        learn_gas(rt, attempt.gas_used)
         attempt.realised_profit_base, attempt.debt_repaid, attempt.collateral_seized = realised_profit(
             rt, attempt, receipt, native_price)
+    else:
+        settle_revert(rt, attempt, int(receipt["transactionIndex"], 16))
+
+
+def settle_revert(rt: Runtime, attempt: Attempt, tx_index: int) -> None:
+    """A revert caused by another liquidator is a lost race, not our fault: a rival's LiquidationCall of
+    the user ordered before ours, or the same liquidation failing at the end of the block for a reason
+    only a rival (or the user) causes: the user healthy again, the collateral or the debt gone."""
+    if attempt.collateral_asset is None or attempt.debt_asset is None or attempt.mined_block is None:
+        return
+    data = aave.LIQUIDATION_CALL.calldata(attempt.collateral_asset, attempt.debt_asset, attempt.user,
+                                          attempt.debt_to_cover or UINT256_MAX, False)
+    (c,) = read_contests(rt.rpc, rt.market.pool, rt.sender.address, [(attempt.user, rt.market.pool, data)],
+                         attempt.detected_block or attempt.mined_block, until=(attempt.mined_block, tx_index))
+    if c.mined or lost_race(c.code):
+        attempt.outcome, attempt.rival_tx = "lost", c.mined
+        attempt.reason = "lost race: reverted, " + (f"liquidated first by {c.mined}" if c.mined else f"{c.code} at its block")
+
+
+def tell_breaker(rt: Runtime, attempt: Attempt) -> None:
+    """The breaker guards against our own faults; a lost race is competition, not a fault."""
+    if attempt.outcome != "lost":
+        rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {attempt.tx_hash}")
 
 
 def learn_gas(rt: Runtime, used: int) -> None:
@@ -126,7 +150,7 @@ def recover_inflight(rt: Runtime) -> int:
                 attempt = record_attempt(session, **fields, outcome="sent",
                                          reason="recovered after its worker died")
                 apply_receipt(rt, attempt, receipt, _native_price(rt))
-                rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {tx_hash}")
+                tell_breaker(rt, attempt)
         rt.state.r.hdel(key, tx_hash)
         recovered += 1
         log.warning("recovered in-flight liquidation %s of user=%s", tx_hash, intent.get("user"))
@@ -197,7 +221,7 @@ def reorged(tx_hashes: list[str], from_block: int | None = None) -> int:
     if not tx_hashes and from_block is None:
         return 0
     with rt.sessions.begin() as session:
-        query = select(Attempt).where(Attempt.outcome.in_(("mined", "reverted")))
+        query = select(Attempt).where(Attempt.outcome.in_(("mined", "reverted", "lost")) & Attempt.mined_block.is_not(None))
         if from_block is not None:
             query = query.where((Attempt.mined_block >= from_block) | Attempt.tx_hash.in_(tx_hashes or [""]))
         else:
