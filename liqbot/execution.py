@@ -218,6 +218,7 @@ def bid_fees(rt: Runtime, job: Job, native_price: int) -> None:
     share = {"gas": sim.estimate, "profit_base": net_before_tip, "native_price": native_price,
              "min_tip": s.max_priority_fee_wei, "profit_share_bps": s.tip_profit_share_bps}
     job.fees = fee_core.bid(base_fee=sim.base_fee, max_fee_cap=s.max_gas_price_wei, **share)
+    lost = ""
     if job.rival is not None:
         job.info["rival_tx"] = job.rival.tx_hash
         ahead = fee_core.outbid(job.fees, job.rival.fees, base_fee=sim.base_fee, ceiling_tip=fee_core.tip_ceiling(**share),
@@ -225,12 +226,14 @@ def bid_fees(rt: Runtime, job: Job, native_price: int) -> None:
         rival = (f"pending rival {job.rival.tx_hash} (max fee {job.rival.fees.max_fee / 1e9:.3f} gwei, "
                  f"tip {job.rival.fees.tip / 1e9:.3f} gwei)")
         if ahead is None:
-            job.outcome = Outcome("lost", f"not outbid: {rival} pays more than our profit share or fee cap", job.info)
-            return
-        job.fees, job.note = ahead, f"outbid {rival}: max fee {ahead.max_fee / 1e9:.3f}, tip {ahead.tip / 1e9:.3f} gwei"
+            lost = f"not outbid: {rival} pays more than our profit share or fee cap"
+        else:
+            job.fees, job.note = ahead, f"outbid {rival}: max fee {ahead.max_fee / 1e9:.3f}, tip {ahead.tip / 1e9:.3f} gwei"
     expected = gross - gas_cost_base(sim.estimate, sim.base_fee + job.fees.tip, native_price)
     job.info |= {"expected_profit_base": expected, "max_fee": job.fees.max_fee, "tip": job.fees.tip}
-    if expected < s.min_profit_base:
+    if lost:  # what was given up stays on the row: its profit and the fees we would have paid
+        job.outcome = Outcome("lost", lost, job.info)
+    elif expected < s.min_profit_base:
         job.outcome = Outcome("skipped", "unprofitable", job.info)
     elif s.dry_run:
         job.outcome = Outcome("dry_run", job.note, job.info)

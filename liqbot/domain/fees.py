@@ -31,13 +31,19 @@ def effective_tip(fees: Fees, base_fee: int) -> int:
 def outbid(ours: Fees, rival: Fees, *, base_fee: int, ceiling_tip: int, max_fee_cap: int) -> Fees | None:
     """Fees that order our transaction ahead of a rival's pending one for the same user: a higher max
     fee (pools that rank by max fee, as anvil does) and a higher effective tip (builders rank by it),
-    each one step (1/10) above the rival's. None when that would cost more than `ceiling_tip` (the
-    profit share we bid at most) or the max-fee cap: the race is not worth winning at that price."""
-    tip = max(ours.tip, effective_tip(rival, base_fee) * 11 // 10 + 1)
-    max_fee = max(ours.max_fee, rival.max_fee * 11 // 10 + 1, base_fee + tip)
-    if tip > ceiling_tip or max_fee > max_fee_cap:
+    a step (1/10) above the rival's where the limits leave room, at least one wei above. None when even
+    that would pay more than `ceiling_tip` (the profit share we bid at most) or the max-fee cap: the
+    race is not worth winning at that price."""
+    tip_room = min(ceiling_tip, max_fee_cap - base_fee)
+    tip = min(max(ours.tip, _step(effective_tip(rival, base_fee))), tip_room)
+    max_fee = min(max(ours.max_fee, _step(rival.max_fee), base_fee + tip), max_fee_cap)
+    if tip <= effective_tip(rival, base_fee) or max_fee <= rival.max_fee:
         return None
     return Fees(max_fee, tip)
+
+
+def _step(fee: int) -> int:
+    return fee + fee // 10 + 1
 
 
 def tip_ceiling(*, gas: int, profit_base: int, native_price: int, min_tip: int, profit_share_bps: int) -> int:

@@ -60,3 +60,13 @@ def test_an_outbid_always_beats_the_rival_or_is_refused(ours_max, ours_tip, riva
         assert ahead.max_fee <= cap
         assert ahead.tip <= 10**11
         assert ahead.max_fee >= base + ahead.tip
+
+
+def test_a_tip_at_the_cap_still_outbids_a_cheap_rival():
+    """Found racing: with 10% of a big profit above the cap, our tip was the cap itself, and base fee + tip
+    above the cap made every outbid fail: the most profitable liquidations went to a 2 gwei rival."""
+    cap = 500 * GWEI
+    ahead = outbid(Fees(cap, cap), Fees(2 * GWEI, 2 * GWEI), base_fee=7, ceiling_tip=800 * GWEI, max_fee_cap=cap)
+    assert ahead is not None
+    assert ahead.max_fee == cap
+    assert ahead.tip == cap - 7
