@@ -15,7 +15,7 @@ from typing import Any
 
 from liqbot.chain import aave
 from liqbot.chain.market import MarketInfo
-from liqbot.chain.rivals import RivalTx, read_contests
+from liqbot.chain.rivals import RivalTx, mined_rivals, read_contests
 from liqbot.chain.sender import Sent, Simulation, SimulationFailed, Tx
 from liqbot.chain.snapshot import Snapshot, read_snapshots
 from liqbot.domain import fees as fee_core
@@ -28,6 +28,11 @@ from liqbot.runtime import Runtime
 from liqbot.store.attempts import record_attempts
 
 log = logging.getLogger(__name__)
+# What a user shows after another liquidator took it: a skip for one of these may be a lost race.
+RIVAL_LEFT = frozenset({"no longer liquidatable", "no seizable collateral or repayable debt", "would leave dust",
+                        "unprofitable"})
+# Skips that only an event touching the user (or a price move) can change: such users are parked, not re-tried.
+PARKED_REASONS = frozenset({"no seizable collateral or repayable debt", "unprofitable"})
 INJECTED_REVERT_GAS = 60_000
 READ_WHOLE_MARKET = 16  # reserves: up to this many, a liquidation snapshot with no guess reads them all
 EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
@@ -41,6 +46,7 @@ class Outcome:
     retryable: bool = False  # failed before anything was sent: safe to try again
     stages_ms: dict[str, float] = field(default_factory=dict)  # where the worker's time went, for the log
     group: int = 1  # transactions sent together with this one
+    park: str = ""  # a reason to park the user (PARKED_REASONS), kept when a skip turns out a lost race
 
 
 def rules_for(rt: Runtime) -> Rules:
@@ -121,6 +127,7 @@ def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
     if ready:
         send_all(rt, ready, snaps[0].liquidator_nonce)
     stages = {"read": t_sim - t_read, "sim": t_send - t_sim, "send": time.perf_counter() - t_send}
+    name_lost_races(rt, live)
     for job in jobs:
         assert job.outcome is not None
         if job.outcome.outcome == "sent":
@@ -130,6 +137,22 @@ def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
             log.info("%s dry run user=%s: would liquidate %s against %s, expected profit %.2f", mark, job.user,
                      job.plan.debt_asset, job.plan.collateral_asset, job.info["expected_profit_base"] / 10**8)
     return [job.outcome for job in jobs]  # type: ignore[misc]
+
+
+def name_lost_races(rt: Runtime, jobs: list[Job]) -> None:
+    """After the sends: a user left with nothing for us (healthy again, no collateral, dust, no profit)
+    because another liquidator's transaction was mined since the detection is a lost race, recorded
+    with that transaction (one log query)."""
+    gone = [j for j in jobs if j.outcome is not None and j.outcome.outcome == "skipped" and j.outcome.reason in RIVAL_LEFT]
+    if not gone:
+        return
+    since = min(int(j.record.get("detected_block") or 0) for j in gone)
+    rivals = mined_rivals(rt.rpc, rt.market.pool, rt.sender.address, [j.user for j in gone], since)
+    for job in gone:
+        if (tx := rivals.get(job.user.lower())) is not None:
+            job.info["rival_tx"] = tx
+            park = job.outcome.reason if job.outcome.reason in PARKED_REASONS else ""
+            job.outcome = Outcome("lost", f"lost race: liquidated first by {tx}", job.info, park=park)
 
 
 def finish(jobs: list[Job], outcome: str, reason: str) -> None:
@@ -322,6 +345,12 @@ def stages_text(result: Outcome) -> str:
     return " ".join(parts + ([f"group={result.group}"] if result.group > 1 else []))
 
 
+def parked_reason(result: Outcome) -> str:
+    if result.outcome == "skipped" and result.reason in PARKED_REASONS:
+        return result.reason
+    return result.park
+
+
 def record_all(rt: Runtime, jobs: list[Job], mark: str) -> None:
     """Log and store each user's attempt, then drop the intents the rows now cover."""
     rows = []
@@ -345,3 +374,6 @@ def record_all(rt: Runtime, jobs: list[Job], mark: str) -> None:
     sent = [f["tx_hash"] for f in rows if f["outcome"] == "sent"]
     if sent:
         rt.state.r.hdel(rt.state.key("inflight"), *sent)
+    parked = {j.user: park for j in jobs if (park := parked_reason(j.outcome))}  # type: ignore[arg-type]
+    if parked:
+        rt.state.park(parked)

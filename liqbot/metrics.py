@@ -69,6 +69,9 @@ class LiqbotCollector(Collector):
         connected = GaugeMetricFamily("liqbot_producer_connected", "1 while the producer's WebSocket is live")
         connected.add_metric([], 1.0 if producer.get("state") == "connected" else 0.0)
         yield connected
+        parked, _ = rt.state.parked(0)
+        yield GaugeMetricFamily("liqbot_parked_users", "Users left off the lane until an event or a price move touches "
+                                "them (bad debt, dust)", value=parked)
         counters = rt.state.counters()
         routed = CounterMetricFamily("liqbot_routing", "Routing events (deduped, fallback)", labels=["event"])
         for name, n in counters.items():

@@ -49,9 +49,7 @@ def read_contests(rpc: Rpc, pool: str, sender: str, calls: list[tuple[str, str, 
     users = [u for u, _, _ in calls]
     at = hex(until[0]) if until else "latest"
     batch: list[tuple[str, list]] = [("eth_call", [{"from": sender, "to": to, "data": data}, at]) for _, to, data in calls]
-    batch.append(("eth_getLogs", [{"fromBlock": hex(max(since_block, 0)), "toBlock": at, "address": pool,
-                                   "topics": [aave.LIQUIDATION_CALL_EVENT.topic0, None, None,
-                                              ["0x" + u[2:].lower().rjust(64, "0") for u in users]]}]))
+    batch.append(_liquidations_of(pool, users, since_block, at))
     if until is None:
         batch.append(("eth_getBlockByNumber", ["pending", True]))
     replies = rpc.batch(batch, raise_errors=False)
@@ -59,12 +57,7 @@ def read_contests(rpc: Rpc, pool: str, sender: str, calls: list[tuple[str, str, 
     block = replies[-1] if until is None else None
     pending = [] if isinstance(block, RpcError) or not block else block.get("transactions", [])
     txs = [tx for tx in pending if isinstance(tx, dict) and (tx.get("from") or "").lower() != sender.lower()]
-    mined: dict[str, str] = {}
-    for lg in [] if isinstance(logs, RpcError) else logs:
-        ev = aave.LIQUIDATION_CALL_EVENT.decode(lg)
-        if ev["liquidator"].lower() != sender.lower() and (
-                until is None or (int(lg["blockNumber"], 16), int(lg["transactionIndex"], 16)) < until):
-            mined[ev["user"].lower()] = lg["transactionHash"]
+    mined = _rivals_in(logs, sender, until)
     out = []
     for (user, _, _), reply in zip(calls, latest, strict=True):
         needle = user[2:].lower()
@@ -74,3 +67,24 @@ def read_contests(rpc: Rpc, pool: str, sender: str, calls: list[tuple[str, str, 
         out.append(Contest(mined_ok=not failed, code=revert_code(reply.data) if failed else None,
                            pending=RivalTx(best["hash"], _fees(best)) if best else None, mined=mined.get(user.lower())))
     return out
+
+
+def mined_rivals(rpc: Rpc, pool: str, sender: str, users: list[str], since_block: int) -> dict[str, str]:
+    """user (lower case) -> the last LiquidationCall of that user by someone else since `since_block`."""
+    return _rivals_in(rpc.batch([_liquidations_of(pool, users, since_block, "latest")], raise_errors=False)[0], sender)
+
+
+def _liquidations_of(pool: str, users: list[str], since_block: int, to_block: str) -> tuple[str, list]:
+    return ("eth_getLogs", [{"fromBlock": hex(max(since_block, 0)), "toBlock": to_block, "address": pool,
+                             "topics": [aave.LIQUIDATION_CALL_EVENT.topic0, None, None,
+                                        ["0x" + u[2:].lower().rjust(64, "0") for u in users]]}])
+
+
+def _rivals_in(logs: object, sender: str, until: tuple[int, int] | None = None) -> dict[str, str]:
+    mined: dict[str, str] = {}
+    for lg in logs if isinstance(logs, list) else []:
+        ev = aave.LIQUIDATION_CALL_EVENT.decode(lg)
+        if ev["liquidator"].lower() != sender.lower() and (
+                until is None or (int(lg["blockNumber"], 16), int(lg["transactionIndex"], 16)) < until):
+            mined[ev["user"].lower()] = lg["transactionHash"]
+    return mined

@@ -1,5 +1,5 @@
 """`liqbot status`: queue depths, live workers, the breaker, the producer's connection and lag,
-recent liquidations."""
+parked users, recent liquidations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from liqbot.cli.ops import MarketOpt, _settings
 
 console = Console()
+PARKED_SHOWN = 5
 
 
 def gather() -> dict:
@@ -38,6 +39,8 @@ def gather() -> dict:
     out["producer"] = producer or {"state": "not running"}
     out["head"] = head
     out["counters"] = rt.state.counters()
+    count, some = rt.state.parked(PARKED_SHOWN)
+    out["parked"] = {"count": count, "users": [{"user": u, "reason": why, "since": at} for u, why, at in some]}
     with rt.sessions() as s:
         out["recent"] = [
             {"user": a.user, "path": a.path, "outcome": a.outcome, "latency_ms": a.latency_ms, "tx": a.tx_hash,
@@ -49,7 +52,8 @@ def gather() -> dict:
 
 
 def status(market: MarketOpt = None) -> None:
-    """Queue depths, workers, breaker, the producer's connection and block lag, recent liquidations."""
+    """Queue depths, workers, breaker, the producer's connection and block lag, parked users, recent
+    liquidations."""
     _settings(market)
     info = gather()
     p = info["producer"]
@@ -62,6 +66,11 @@ def status(market: MarketOpt = None) -> None:
     console.print(f"breaker: [bold]{b['state']}[/]" + (f" ({b['cause']})" if b["cause"] else ""))
     if info["counters"]:
         console.print("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counters"].items())))
+    parked = info["parked"]
+    console.print(f"parked users: {parked['count']} (until an event or a price move touches them)")
+    for entry in parked["users"]:
+        since = datetime.fromtimestamp(entry["since"], UTC).strftime("%H:%M:%S")
+        console.print(f"  {entry['user']}  since {since}  {entry['reason']}")
     table = Table("when", "user", "path", "outcome", "detect->send", "profit (USD)", "tx / reason", box=None)
     for a in info["recent"]:
         when = datetime.fromtimestamp(a["at"], UTC).strftime("%H:%M:%S") if a["at"] else ""

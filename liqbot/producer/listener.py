@@ -3,6 +3,10 @@
 The event loop only reads the socket; decoding, health checks and publishing run on worker
 threads so a slow RPC batch never stalls the stream. The fast path (health check at once, route
 to the priority lane) runs before bookkeeping is published, and bookkeeping has a thread of its own.
+Every user an event or a price move touches is unparked (see State.park): with its dedupe lock when
+the fast path routes it, else before its bookkeeping is published. A parked user is thus attempted
+once more after each change, never on a mere scan; a price move leaves a user with no collateral
+parked, as no price can make it seizable.
 
 Faults: a dropped connection is retried with backoff and jitter, and the gap is backfilled from the
 cursor (stored in the database, not in Redis). What cannot be published while Redis is down waits in
@@ -21,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 
 import websockets
@@ -125,24 +130,28 @@ class Producer:
 
     # --- acting on changes ---------------------------------------------------------------------------
     def handle(self, logs: list[dict], detected_at: float, live: bool = True) -> None:
+        """The fast check first, then bookkeeping, then (for a price source swap) the market re-read:
+        a swap moves one asset's price, which the health reads already see through the oracle, so the
+        exposed users must not wait for the rest of the market to be rediscovered."""
         removed = [lg for lg in logs if lg.get("removed")]
         if removed:
             self._reorged(removed)
             logs = [lg for lg in logs if not lg.get("removed")]
         ch = classify(logs, self.market)
-        if ch.sources_changed and live:  # the initial backfill's history is already in the discovered market
-            self.market = self.rt.refresh_market()
-            self.resubscribe = True  # the new feed's AnswerUpdated must reach us too
         for asset, user in ch.exposure:
             self.index.setdefault(asset, set()).add(user)
         users = dict(ch.users)
         for asset, block in ch.prices.items():
             for user in self.index.get(asset, ()):
                 users.setdefault(user, block)
+        settled: set[str] = set()
         if live and self.fast_path and users:
-            self.fast_check(users, detected_at)
-        if users:
-            self._books.submit(self._publish_updates, users, detected_at)
+            settled = self.fast_check(users, detected_at, priced_only=users.keys() - ch.users.keys())
+        if users:  # the settled users' parking is decided: unparking them now could undo a new park
+            self._books.submit(self._publish_updates, users, detected_at, [u for u in users if u not in settled])
+        if ch.sources_changed and live:  # the initial backfill's history is already in the discovered market
+            self.market = self.rt.refresh_market()
+            self.resubscribe = True  # the new feed's AnswerUpdated must reach us too
 
     def on_head(self, head: dict) -> None:
         """Advance the cursor, and catch reorgs the node does not announce with removed logs (anvil's
@@ -197,18 +206,23 @@ class Producer:
         except Exception as exc:
             log.warning("could not publish the reorg task: %s", exc)
         if ch.users:
-            self._books.submit(self._publish_updates, dict(ch.users), time.time())
+            self._books.submit(self._publish_updates, dict(ch.users), time.time(), list(ch.users))
 
-    def fast_check(self, users: dict[str, int], detected_at: float) -> None:
+    def fast_check(self, users: dict[str, int], detected_at: float, priced_only: AbstractSet[str] = frozenset()) -> set[str]:
         """Health of every affected user in batched calls, riskiest first (by the last health factor we
         saw), each batch's liquidatable users routed before the next batch is read: with thousands of
-        users exposed to a price, the ones about to be liquidated do not wait for the safe ones."""
+        users exposed to a price, the ones about to be liquidated do not wait for the safe ones.
+
+        A user touched only by a price move (`priced_only`) that has no collateral left (bad debt) is
+        not routed: no price makes it seizable, so a parked one stays parked. Returns the users whose
+        parking this check settled: the routed ones (unparked with their locks) and the bad-debt ones."""
         t0 = time.time()
         ordered = sorted(users, key=lambda u: self.last_hf.get(u, -1))  # unknown users first, then by risk
-        hits = self._check(risk_batches(ordered, self.s.scan_batch_size), users, detected_at)
+        hits, hopeless = self._check(risk_batches(ordered, self.s.scan_batch_size), users, detected_at, priced_only)
         if hits:
-            log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, hits, len(users),
+            log.info("%s fast path: %d/%d users liquidatable, checked in %.1f ms", FAST, len(hits), len(users),
                      (time.time() - t0) * 1000)
+        return hits | hopeless
 
     def learn_risk(self) -> None:
         """Read the health of every known user whose risk we do not know yet (a fresh database, new
@@ -227,36 +241,50 @@ class Producer:
         if unknown:
             log.info("risk of %d users learnt in %.1f s", len(unknown), time.monotonic() - t0)
 
-    def _check(self, batches: Iterable[list[str]], users: dict[str, int], detected_at: float) -> int:
+    def _check(self, batches: Iterable[list[str]], users: dict[str, int], detected_at: float,
+               priced_only: AbstractSet[str]) -> tuple[set[str], set[str]]:
         """Read each batch's health and route its liquidatable users (together) before reading the next.
-        One batch at a time: reading them side by side loads the node the lane is about to need."""
-        hits = 0
+        One batch at a time: reading them side by side loads the node the lane is about to need.
+        Returns (users routed, bad-debt users a price move cannot help)."""
+        hits: set[str] = set()
+        hopeless: set[str] = set()
         for chunk in batches:
             found = []
             for acc in account_data(self.rpc(), self.market.pool, chunk, self.s.scan_batch_size).values():
                 self.last_hf[acc.user] = acc.health_factor if acc.has_debt else 2**255
-                if acc.liquidatable:
+                if acc.liquidatable and acc.collateral_base == 0 and acc.user in priced_only:
+                    hopeless.add(acc.user)
+                elif acc.liquidatable:
                     found.append(acc.user)
             if found:
-                hits += len(found)
+                hits.update(found)
                 self._route({u: users[u] for u in found}, detected_at)
-        return hits
+        return hits, hopeless
 
     def _route(self, found: dict[str, int], detected_at: float) -> None:
+        """Route users an event touched: their parking goes with their locks, in the same round trip."""
         try:
-            route_liquidations([Detection(user, block, detected_at, "fast") for user, block in found.items()])
+            route_liquidations([Detection(user, block, detected_at, "fast") for user, block in found.items()],
+                               after_event=True)
         except Exception as exc:  # Redis or the broker is down: keep them for later (dedupe drops repeats)
             log.warning("%s cannot route %d users now (%s); buffered", FAST, len(found), exc)
             self._buffer(found, detected_at, liquidatable=True)
 
-    def _publish_updates(self, users: dict[str, int], detected_at: float) -> None:
-        """Bookkeeping for every affected user; with the fast path on it waits while the lane works (a
-        price move can touch thousands of users, and publishing them costs CPU the lane needs then)."""
+    def _publish_updates(self, users: dict[str, int], detected_at: float, unpark: list[str]) -> None:
+        """Bookkeeping for every affected user, after unparking `unpark` (so that update_position may
+        route them); with the fast path on it waits while the lane works (a price move can touch
+        thousands of users, and publishing them costs CPU the lane needs then)."""
         from liqbot.tasks.positions import update_position
 
         if self.fast_path:  # without it, these tasks are how liquidations are found: no waiting then
             with contextlib.suppress(Exception):  # Redis down: publishing below buffers what it cannot send
                 self.rt.state.yield_to_lane(self.s.lane_yield_max_ms / 1000)
+        try:
+            self.rt.state.unpark(unpark)
+        except Exception as exc:  # draining the buffer unparks them
+            log.warning("unparking failed (%s); buffering %d users", exc, len(users))
+            self._buffer(users, detected_at, liquidatable=False)
+            return
         pending = list(users.items())
         for i, (user, block) in enumerate(pending):
             try:
@@ -276,7 +304,8 @@ class Producer:
                 self.buffer.popitem(last=False)
 
     def drain_buffer(self) -> int:
-        """Publish what waited for Redis, oldest first; stop at the first failure."""
+        """Publish what waited for Redis, oldest first, unparking each user first (an event touched it);
+        stop at the first failure."""
         from liqbot.tasks.positions import update_position
 
         done = 0
@@ -287,7 +316,9 @@ class Producer:
                 user, (block, detected_at, liquidatable) = next(iter(self.buffer.items()))
             try:
                 if liquidatable:
-                    route_liquidation(Detection(user, block, detected_at, "fast"))
+                    route_liquidation(Detection(user, block, detected_at, "fast"), after_event=True)
+                else:
+                    self.rt.state.unpark([user])
                 update_position.apply_async((user, block, detected_at), queue="default", routing_key="default")
             except Exception:
                 return done

@@ -1,9 +1,12 @@
 """Redis state shared by every process: dedupe locks, the priority lane's heartbeat, runtime flags,
-counters. Keys live under one prefix so several deployments (or test runs) can share a server."""
+counters, parked users. Keys live under one prefix so several deployments (or test runs) can share a
+server."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -12,6 +15,7 @@ import redis
 _ALIVE_WORKERS = "workers:priority"
 _LANE_ACTIVE = "lane:active"
 _USER_CONFIG = "userconfig"
+_PARKED = "parked"
 PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per step, polled in this order
 PRIORITY_SEP = "\x06\x16"
 
@@ -47,9 +51,11 @@ class State:
         self.key = Keys(prefix)
 
     # --- dedupe + lane liveness, in one round trip -------------------------------------------------
-    def claim_many(self, users: list[str], window_secs: float, heartbeat_ttl: float, lane_ms: int = 0) -> tuple[list[bool], bool]:
+    def claim_many(self, users: list[str], window_secs: float, heartbeat_ttl: float, lane_ms: int = 0,
+                   unpark: bool = False) -> tuple[list[bool], bool]:
         """Take each user's dedupe lock (SET NX PX) and see whether a priority worker is alive, in one
-        round trip; with `lane_ms`, also tell bookkeeping that the lane is about to work.
+        round trip; with `lane_ms`, also tell bookkeeping that the lane is about to work; with
+        `unpark`, also clear the users' parking (an event touched them).
         Returns (claimed per user, priority_alive)."""
         pipe = self.r.pipeline(transaction=False)
         for user in users:
@@ -57,6 +63,8 @@ class State:
         pipe.zcount(self.key(_ALIVE_WORKERS), time.time() - heartbeat_ttl, "+inf")
         if lane_ms:
             pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
+        if unpark and users:
+            pipe.hdel(self.key(_PARKED), *users)
         replies = pipe.execute()
         return [bool(c) for c in replies[: len(users)]], replies[len(users)] > 0
 
@@ -121,6 +129,39 @@ class State:
         """Users' reserve bitmaps, so the next liquidation snapshot reads their reserves in one trip."""
         if configs:
             self.r.hset(self.key(_USER_CONFIG), mapping={u: str(c) for u, c in configs.items()})
+
+    # --- parked users ---------------------------------------------------------------------------
+    def park(self, parked: dict[str, str]) -> None:
+        """Users a liquidation cannot help until something about them changes (bad debt, dust): scans
+        and bookkeeping stop routing them to the lane until an event or a price move unparks them.
+        `parked`: user -> the reason of the skip."""
+        if parked:
+            at = time.time()
+            self.r.hset(self.key(_PARKED), mapping={u: json.dumps({"reason": why, "at": at}) for u, why in parked.items()})
+
+    def parked_among(self, users: Sequence[str]) -> set[str]:
+        if not users:
+            return set()
+        return {u for u, v in zip(users, self.r.hmget(self.key(_PARKED), list(users)), strict=True) if v is not None}
+
+    def unpark(self, users: Iterable[str]) -> int:
+        """Something touched these users: the next detection may route them again."""
+        users = list(users)
+        return self.r.hdel(self.key(_PARKED), *users) if users else 0
+
+    def parked(self, limit: int = 10) -> tuple[int, list[tuple[str, str, float]]]:
+        """How many users are parked, and up to `limit` of them as (user, reason, since)."""
+        if limit <= 0:
+            return self.r.hlen(self.key(_PARKED)), []
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hlen(self.key(_PARKED))
+        pipe.hscan(self.key(_PARKED), 0, count=limit)
+        count, (_, some) = pipe.execute()
+        out = []
+        for user, raw in list(some.items())[:limit]:
+            info = json.loads(raw)
+            out.append((user, info["reason"], info["at"]))
+        return count, sorted(out, key=lambda p: p[2])
 
     # --- queues ---------------------------------------------------------------------------------------
     def queue_depth(self, queue: str) -> int:

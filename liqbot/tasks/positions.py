@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 @app.task(name="liqbot.update_position")
 def update_position(user: str, block: int = 0, detected_at: float | None = None) -> bool:
-    """Refresh the user's stored position; a liquidatable user is routed to the priority lane."""
+    """Refresh the user's stored position; a liquidatable user is routed to the priority lane unless
+    it is parked (the producer unparks the users an event touches before it publishes this task)."""
     user = valid_user(user)
     if user is None:
         return False

@@ -36,26 +36,35 @@ class Detection:
     path: str  # fast | scan | update
 
 
-def route_liquidation(det: Detection) -> str | None:
-    """Returns the queue the task went to, or None when another detection already holds the user."""
-    return route_liquidations([det])[0]
+def route_liquidation(det: Detection, after_event: bool = False) -> str | None:
+    """Returns the queue the task went to, or None when another detection already holds the user (or
+    it is parked)."""
+    return route_liquidations([det], after_event)[0]
 
 
-def route_liquidations(dets: list[Detection]) -> list[str | None]:
+def route_liquidations(dets: list[Detection], after_event: bool = False) -> list[str | None]:
     """Route users found liquidatable in the same moment: every dedupe lock in one round trip, one
     task per claimed user, each carrying its siblings (up to LIQUIDATION_GROUP_MAX) so that the first
-    task to start liquidates them together. Returns each user's queue, or None when deduped."""
+    task to start liquidates them together. Returns each user's queue, or None when deduped or parked.
+
+    Parked users (bad debt, dust: see State.park) are left out, one more round trip, unless the
+    detection follows an event that touched them (`after_event`: the producer's checks), which
+    unparks them in the same round trip as their locks: such a user is attempted once more."""
     from liqbot.runtime import runtime
     from liqbot.tasks.liquidate import check_and_liquidate
 
     rt = runtime()
     s = rt.settings
-    claimed, alive = rt.state.claim_many([d.user for d in dets], s.dedupe_window_secs, s.priority_heartbeat_ttl_secs,
-                                         s.lane_yield_ms)
     out: list[str | None] = [None] * len(dets)
-    todo = [i for i, ok in enumerate(claimed) if ok]
-    if len(todo) < len(dets):
-        rt.state.count("deduped", len(dets) - len(todo))
+    parked = set() if after_event else rt.state.parked_among([d.user for d in dets])
+    wanted = [i for i, d in enumerate(dets) if d.user not in parked]
+    if not wanted:
+        return out
+    claimed, alive = rt.state.claim_many([dets[i].user for i in wanted], s.dedupe_window_secs,
+                                         s.priority_heartbeat_ttl_secs, s.lane_yield_ms, unpark=after_event)
+    todo = [i for i, ok in zip(wanted, claimed, strict=True) if ok]
+    if len(todo) < len(wanted):
+        rt.state.count("deduped", len(wanted) - len(todo))
     ids = {i: str(uuid.uuid4()) for i in todo}
 
     def publish(i: int, chunk: list[int], queue: str, path: str) -> None:

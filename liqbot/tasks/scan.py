@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def scan_users(users: list[str], what: str, yield_to_lane: bool = False) -> int:
-    """Health-check users in batches, store their health, route the liquidatable ones. With
+    """Health-check users in batches, store their health, route the liquidatable ones that are not
+    parked (see State.park: bad debt and dust wait for an event, not for the next scan). With
     `yield_to_lane`, each batch first waits while the priority lane is working."""
     if not users:
         return 0
@@ -23,7 +24,7 @@ def scan_users(users: list[str], what: str, yield_to_lane: bool = False) -> int:
     s = rt.settings
     t0 = time.monotonic()
     block = int(rt.rpc.call("eth_blockNumber"), 16)
-    found = 0
+    found = routed = 0
     for start in range(0, len(users), s.scan_batch_size * 4):
         chunk = users[start : start + s.scan_batch_size * 4]
         if yield_to_lane:
@@ -33,13 +34,13 @@ def scan_users(users: list[str], what: str, yield_to_lane: bool = False) -> int:
         hits = [Detection(acc.user, block, now, "scan") for acc in accounts.values() if acc.liquidatable]
         if hits:
             found += len(hits)
-            route_liquidations(hits)
+            routed += sum(q is not None for q in route_liquidations(hits))
         with rt.sessions.begin() as session:
             save_health(session, accounts.values(), block)
         if len(users) > s.scan_batch_size * 4:
             log.info("%s: %d/%d users checked", what, min(start + len(chunk), len(users)), len(users))
-    log.info("%s: %d users at block %d in %.0f ms, %d liquidatable", what, len(users), block,
-             (time.monotonic() - t0) * 1000, found)
+    log.info("%s: %d users at block %d in %.0f ms, %d liquidatable, %d routed (the rest parked or already held)",
+             what, len(users), block, (time.monotonic() - t0) * 1000, found, routed)
     return found
 
 

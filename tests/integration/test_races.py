@@ -136,3 +136,19 @@ def test_races_lost_on_chain_are_recorded_as_lost_and_never_trip_the_breaker(cha
     assert all(r.reason.startswith("lost race: reverted, liquidated first by") for r in rows.values())
     state = rt.breaker.state()
     assert (state.state, state.consecutive_failures) == ("closed", 0)
+
+
+def test_a_user_liquidated_by_a_rival_since_the_detection_is_a_lost_race(chain: Devnet, env: dict,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    rt = _runtime(monkeypatch)
+    user = open_position(chain, "user4", weth=10, usdc=15_000)
+    _armed(chain)
+    detected = move_price(chain.market, "WETH", pct=-25).block
+    base = _base_fee(chain)
+    rival_tx = _rival_liquidates(chain, user, max_fee=2 * base + 2 * GWEI, tip=2 * GWEI)  # mined at once
+    result = run_and_record(rt, {**_record(user), "detected_block": detected}, "⚡")
+    assert (result.outcome, result.reason) == ("lost", f"lost race: liquidated first by {rival_tx}")
+    with rt.sessions() as s:
+        (row,) = attempts_for(s, user)
+    assert row.rival_tx == rival_tx
+    assert rt.state.parked_among([user]) == {user}  # the rival left bad debt: nothing to try again
