@@ -5,16 +5,50 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
+import time
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging as celery_setup_logging
+from celery.signals import task_prerun, worker_process_init, worker_ready, worker_shutdown
+
+from liqbot.logs import FAST, LEVELS
 
 app = Celery("liqbot", include=["liqbot.tasks.liquidate", "liqbot.tasks.positions", "liqbot.tasks.receipts", "liqbot.tasks.scan"])
 app.config_from_object("celeryconfig")
+# Flower sets up its logging itself, from FLOWER_LOGGING (tornado's --logging): LOG_LEVEL governs it too.
+_level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+os.environ["FLOWER_LOGGING"] = (_level if _level in LEVELS else "INFO").lower()
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+LANE_TASK = "liqbot.check_and_liquidate"
+LANE_ARGS = ("user", "detected_block", "detected_at", "path", "enqueued_at")
+
+
+@celery_setup_logging.connect
+def _setup_logging(**_: object) -> None:
+    """Workers, their pool processes and beat log at LOG_LEVEL like the producer, whatever `-l` says:
+    one setting for every process, whose default shows the lane's ⚡ lines. A receiver here also
+    keeps Celery from configuring the root logger itself (at `-l`'s default, WARNING)."""
+    from liqbot.config import get_settings_or_exit
+    from liqbot.logs import setup_logging
+
+    setup_logging(get_settings_or_exit().log_level)
+
+
+@task_prerun.connect
+def _lane_started(task: object = None, args: tuple = (), kwargs: dict | None = None, **_: object) -> None:
+    """The lane's ⚡ started line: how long the detection and the queue took to reach a worker."""
+    if getattr(task, "name", None) != LANE_TASK:
+        return
+    a = {**dict(zip(LANE_ARGS, args, strict=False)), **(kwargs or {})}
+    now = time.time()
+    ms = {k: f"{(now - a[k]) * 1000:.1f}ms" if isinstance(a.get(k), int | float) else "?" for k in ("detected_at", "enqueued_at")}
+    log.info("%s started user=%s block=%s path=%s detect->start=%s enqueue->start=%s",
+             FAST if a.get("path") != "fallback" else "↪", a.get("user"), a.get("detected_block"), a.get("path"),
+             ms["detected_at"], ms["enqueued_at"])
 
 
 def _consumes_priority(consumer: object) -> bool:

@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from liqbot.errors import ConfigError
+from liqbot.logs import LEVELS
 
 WAD = 10**18
 GWEI = 10**9
@@ -39,6 +40,7 @@ EXPECTED = {
     "market_file": "a devnet market file written by `liqbot devnet up`",
     "close_factor_rules": "auto, v3.0 or v3.3",
     "native_price_asset": "the symbol or address of the reserve priced like the gas token, e.g. WETH",
+    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
 }
 
 
@@ -126,6 +128,15 @@ class Settings(BaseSettings):
         if not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("not a redis URL")
         return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        level = v.strip().upper()
+        level = "WARNING" if level == "WARN" else level
+        if level not in LEVELS:
+            raise ValueError("not a log level")
+        return level
 
     @field_validator("pool_addresses_provider")
     @classmethod

@@ -1,4 +1,4 @@
-"""Logging, configured once per process. Priority-lane lines start with ⚡."""
+"""Logging, configured once per process from LOG_LEVEL. Priority-lane lines start with ⚡."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import logging
 import sys
 
 FAST = "⚡"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def setup_logging(level: str = "INFO") -> None:
+    """Idempotent: Celery may ask again in a forked pool process, which already has the handler."""
     root = logging.getLogger()
     if getattr(root, "_liqbot", False):
         return

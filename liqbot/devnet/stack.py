@@ -17,7 +17,7 @@ from liqbot.errors import DevnetError
 
 PRIORITY_WORKER = ("worker", "-Q", "priority", "-c", "1", "--prefetch-multiplier=1")
 DEFAULT_WORKER = ("worker", "-Q", "default")
-LANE_FLAGS = ("--without-gossip", "--without-mingle", "-l", "INFO")
+LANE_FLAGS = ("--without-gossip", "--without-mingle")  # the level is LOG_LEVEL, as for every process
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Stack:
 
     def beat(self, name: str = "beat") -> Proc:
         schedule = self.workdir / "celerybeat-schedule"
-        return self.celery(name, "beat", "-l", "INFO", "-s", str(schedule), "--pidfile=")
+        return self.celery(name, "beat", "-s", str(schedule), "--pidfile=")
 
     def producer(self, name: str = "producer", wait: bool = True, extra_env: dict[str, str] | None = None) -> Proc:
         proc = self.start(name, [sys.executable, "-m", "liqbot", "producer"], extra_env)
