@@ -27,9 +27,10 @@ $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 # --ignore-scripts: anvil's binary arrives in its platform package; its postinstall would only re-check it.
+# Then compile once what no package ships built: the settable feed and Aave v3.6 (under .cache/, ~30 s).
 $(STAMP_NPM): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
-	$(PY) -c "from liqbot.devnet import artifacts; artifacts.anvil_binary(); artifacts.ours('SettableAggregator')"
+	$(PY) -c "from liqbot.devnet import artifacts, v36; artifacts.anvil_binary(); artifacts.ours('SettableAggregator'); v36.compile_all()"
 	touch $@
 
 demo: setup
@@ -47,6 +48,9 @@ chaos: setup
 
 bench: setup
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+race: setup
+	$(PY) -m bench.race $(RACE_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,10 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from liqbot.devnet import Devnet, Market, move_price, seed_borrowers
+from liqbot.devnet import AAVE_VERSIONS, DEFAULT_AAVE, Devnet, Market, move_price, seed_borrowers
 from liqbot.devnet.anvil import stop_group
 from liqbot.errors import DevnetError
 
+AaveVersion = Enum("AaveVersion", {v: v for v in AAVE_VERSIONS}, type=str)
+DEFAULT_AAVE_VERSION = AaveVersion(DEFAULT_AAVE)
 devnet_app = typer.Typer(help="A local chain running the real Aave v3 contracts.", no_args_is_help=True)
 console = Console()
 
@@ -62,11 +65,13 @@ def _alive(pid: int) -> bool:
 def up(
     port: Annotated[int, typer.Option(help="Port for HTTP and WebSocket.", min=1, max=65535)] = 8545,
     block_time: Annotated[
-        float | None, typer.Option("--block-time", help="Seconds per block (default: automine).", min=0.001)
+        int | None, typer.Option("--block-time", help="Whole seconds per block once deployed (default: automine).", min=1)
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the market file.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 inside a container).")] = "127.0.0.1",
     advertise: Annotated[str | None, typer.Option(help="Host name written to the market file (e.g. devnet).")] = None,
+    aave: Annotated[AaveVersion, typer.Option(
+        "--aave", help="Aave version: 3.0 (core-v3) or 3.6 (compiled once, then cached).")] = DEFAULT_AAVE_VERSION,
 ) -> None:
     """Start anvil, deploy a complete Aave v3 market, write the market file, run until Ctrl-C."""
     out = (out or state_dir() / "market.json").resolve()
@@ -77,20 +82,27 @@ def up(
             raise DevnetError(f"a devnet is already running (pid {prev['up_pid']}, {prev['rpc_url']}); "
                               "stop it with `liqbot devnet down`")
     log_path = out.parent / "anvil.log" if out.parent.is_dir() else None
-    dn = Devnet.start(port=port, block_time=block_time, log_path=log_path, host=host, advertise=advertise)
+    stop = {"now": False, "deploying": True}
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        """During the deploy, unwind at once so that Devnet.start stops anvil; after it, leave the loop below."""
+        deploying, stop["now"] = stop["deploying"] and not stop["now"], True
+        if deploying:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    dn = Devnet.start(port=port, block_time=block_time, log_path=log_path, host=host, advertise=advertise,
+                      aave_version=aave.value)
     try:
+        stop["deploying"] = False
         dn.market.save(out)
         state.parent.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps({"up_pid": os.getpid(), "anvil_pid": dn.anvil.process.pid, "market": str(out),
-                                     "rpc_url": dn.market.rpc_url}))
+                                     "rpc_url": dn.market.rpc_url, "block_time": dn.block_time}))
         _print_market(dn, out)
-        stop = {"now": False}
-
-        def _on_signal(signum: int, _frame: object) -> None:
-            stop["now"] = True
-
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        if dn.block_time:
+            console.print(f"interval mining: a block every {dn.block_time} s")
         while not stop["now"]:
             if dn.anvil.process.poll() is not None:
                 raise DevnetError(f"anvil exited unexpectedly with code {dn.anvil.process.returncode}")
@@ -104,7 +116,7 @@ def up(
 
 def _print_market(dn: Devnet, out: Path) -> None:
     m = dn.market
-    console.print(f"[bold green]Aave v3 devnet ready[/] in {dn.started_in_secs:.2f} s "
+    console.print(f"[bold green]Aave v{m.aave_version} devnet ready[/] in {dn.started_in_secs:.2f} s "
                   f"(deploy {m.deployed_in_secs:.2f} s) at {m.rpc_url} / {m.ws_url}, chain {m.chain_id}")
     table = Table("contract", "address", box=None)
     for name in ("PoolAddressesProvider", "Pool", "PoolConfigurator", "AaveOracle", "AaveProtocolDataProvider", "ACLManager"):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from liqbot.errors import DevnetError, RpcError
 # anvil's own default mnemonic; the market file lists the keys it yields (devnet only).
 MNEMONIC = "test test test test test test test test test test test junk"
 CHAIN_ID = 31337
+PR_SET_PDEATHSIG = 1
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -73,7 +79,8 @@ class Anvil:
             os.close(fd)
             self.log_path, self._own_log = Path(name), True
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_dies_with_us())  # noqa: PLW1509 (one prctl, no lock taken)
         rpc = Rpc(f"http://127.0.0.1:{self.port}" if self.host in ("0.0.0.0", "::") else self.http_url, timeout=1.0, retries=1)
         deadline = time.monotonic() + timeout
         try:
@@ -106,6 +113,48 @@ class Anvil:
         self.process = None
         if self._own_log and self.log_path:
             self.log_path.unlink(missing_ok=True)
+
+
+def _dies_with_us() -> Callable[[], None] | None:
+    """anvil runs in its own process group, so a signal to ours does not reach it: have the kernel
+    send it SIGTERM when we die, even by SIGKILL, mid-deploy included (Linux). Only from the main
+    thread: the kernel follows the thread that started it, not the process."""
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # we died before prctl took effect
+            os._exit(1)
+
+    return in_child
+
+
+def block_secs(secs: float) -> int:
+    """anvil's RPC mines at whole-second intervals; 0 would stop mining altogether."""
+    if secs != int(secs) or secs < 1:
+        raise DevnetError(f"block time {secs}: a whole number of seconds, at least 1")
+    return int(secs)
+
+
+def set_block_time(rpc: Rpc, secs: float | None) -> None:
+    """Mine a block every `secs` seconds from now on, or on each transaction (automine) for None."""
+    if secs is None:
+        rpc.call("evm_setAutomine", True)
+    else:
+        rpc.call("evm_setIntervalMining", block_secs(secs))
+
+
+@contextmanager
+def interval_mining(rpc: Rpc, secs: float) -> Iterator[None]:
+    """A running automine chain mines every `secs` seconds inside, so sent transactions wait in the
+    pool as on a real network; automine again after (which mines whatever is still pending)."""
+    set_block_time(rpc, secs)
+    try:
+        yield
+    finally:
+        set_block_time(rpc, None)
 
 
 def stop_group(pid: int, sig: int = signal.SIGTERM) -> bool:

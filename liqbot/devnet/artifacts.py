@@ -1,4 +1,4 @@
-"""Contract artifacts: Aave's from `@aave/core-v3`, ours compiled once with solc-js.
+"""Contract artifacts: Aave v3.0's from `@aave/core-v3`, ours compiled once with solc-js (v3.6: see v36.py).
 
 Everything comes from `node_modules` (installed by `make setup`); nothing is downloaded here.
 """
@@ -9,12 +9,12 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from liqbot.devnet.solc import compile_standard
 from liqbot.errors import DevnetError
 
 _CONTRACTS_DIR = Path(__file__).parent / "contracts"
@@ -81,7 +81,7 @@ def aave(name: str) -> Artifact:
     return Artifact(name, data["abi"], data["bytecode"].removeprefix("0x"), data.get("linkReferences", {}))
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     return Path(os.environ.get("LIQBOT_CACHE_DIR", _REPO_ROOT / ".cache"))
 
 
@@ -90,19 +90,13 @@ def ours(name: str) -> Artifact:
     """Compile `contracts/<name>.sol` with the pinned solc-js, caching by source hash."""
     source = _CONTRACTS_DIR / f"{name}.sol"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    cached = _cache_dir() / f"{name}-{digest}.json"
+    cached = cache_dir() / f"{name}-{digest}.json"
     if not cached.is_file():
-        solcjs = node_modules() / ".bin" / "solcjs"
-        out = _cache_dir() / f"solc-{digest}"
-        out.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [str(solcjs), "--bin", "--abi", "--optimize", "-o", str(out), "--base-path", str(source.parent), str(source)],
-            capture_output=True, text=True, check=False,
-        )
-        bins = list(out.glob(f"*{name}.bin"))
-        if proc.returncode != 0 or not bins:
-            raise DevnetError(f"solc failed on {source.name}: {proc.stderr.strip() or proc.stdout.strip()}")
-        abi = json.loads(bins[0].with_suffix(".abi").read_text())
-        cached.write_text(json.dumps({"abi": abi, "bytecode": bins[0].read_text().strip()}))
+        selection = {source.name: {name: ["abi", "evm.bytecode.object"]}}
+        out = compile_standard(node_modules() / "solc", _CONTRACTS_DIR, [source.name],
+                               {"optimizer": {"enabled": True, "runs": 200}, "outputSelection": selection})
+        c = out[source.name][name]
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({"abi": c["abi"], "bytecode": c["evm"]["bytecode"]["object"]}))
     data = json.loads(cached.read_text())
     return Artifact(name, data["abi"], data["bytecode"], {})

@@ -1,26 +1,44 @@
-"""Deploy a complete Aave v3 market from the `@aave/core-v3` artifacts onto a fresh anvil."""
+"""Deploy a complete Aave v3 market onto a fresh anvil: v3.0 from the `@aave/core-v3` artifacts, or v3.6
+compiled from `@aave-dao/aave-v3-origin` (v36.py)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 from eth_account import Account as EthAccount
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
-from liqbot.devnet import artifacts
+from liqbot.devnet import artifacts, v36
 from liqbot.devnet.anvil import CHAIN_ID, MNEMONIC
 from liqbot.devnet.market import DEFAULT_RESERVES, RATE_STRATEGIES, Account, Market, Reserve, ReserveSpec
 from liqbot.devnet.txs import TxSender, create_address
+from liqbot.errors import DevnetError
 
 ROLES = ("deployer", "liquidity", "liquidator", "treasury", "user4", "user5", "user6", "user7", "user8", "user9")
 ZERO = "0x0000000000000000000000000000000000000000"
 LIQUIDITY_USD = 1_000_000_000  # what the liquidity account supplies of every reserve, in USD
 LIQUIDATOR_USD = 100_000_000  # the liquidator's inventory of every asset, in USD
 
-_LIBRARIES = ("SupplyLogic", "BorrowLogic", "LiquidationLogic", "EModeLogic", "BridgeLogic", "PoolLogic")
+AAVE_VERSIONS = ("3.0", "3.6")
+DEFAULT_AAVE = "3.0"  # for `devnet up`, Devnet.start, the demo, bench and the test session
+
+# Deploy order; each library is linked against those before it (FlashLoanLogic links BorrowLogic).
+_LIBRARIES = {
+    "3.0": ("SupplyLogic", "BorrowLogic", "LiquidationLogic", "EModeLogic", "BridgeLogic", "PoolLogic", "FlashLoanLogic",
+            "ConfiguratorLogic"),
+    "3.6": ("SupplyLogic", "BorrowLogic", "LiquidationLogic", "PoolLogic", "FlashLoanLogic", "ConfiguratorLogic"),
+}
+
+
+def aave_artifact(version: str) -> Callable[[str], artifacts.Artifact]:
+    if version == "3.0":
+        return artifacts.aave
+    if version == "3.6":
+        return v36.artifact
+    raise DevnetError(f"unknown Aave version {version!r}; choose one of {', '.join(AAVE_VERSIONS)}")
 
 
 @cache
@@ -40,15 +58,20 @@ def token_amount(spec: ReserveSpec, usd: int) -> int:
 
 def deploy_market(
     rpc_url: str, ws_url: str, reserves: Sequence[ReserveSpec] = DEFAULT_RESERVES, anvil_pid: int | None = None,
-    local_url: str | None = None,
+    local_url: str | None = None, aave_version: str = DEFAULT_AAVE,
 ) -> Market:
-    """Deploy through `local_url` (default `rpc_url`); the market file records `rpc_url` / `ws_url`."""
+    """Deploy Aave `aave_version` through `local_url` (default `rpc_url`); the market file records
+    `rpc_url` / `ws_url`. v3.0 comes from core-v3; v3.6 differs where its constructors and reserve
+    input do (one rate strategy per Pool, no stable debt, implementations locked at construction)."""
+    art = aave_artifact(aave_version)
+    v36_market = aave_version == "3.6"
+    if v36_market:
+        v36.compile_all()  # before the clock starts: the first run compiles
     started = time.monotonic()
     rpc = Rpc(local_url or rpc_url)
     accounts = devnet_accounts()
     me = accounts["deployer"].address
     tx = TxSender(rpc)
-    art = artifacts.aave
     deploy_block = int(rpc.call("eth_blockNumber"), 16) + 1
 
     provider = tx.deploy(me, art("PoolAddressesProvider"), "Aave Devnet Market", me)
@@ -58,15 +81,20 @@ def deploy_market(
     for fn in (aave.ADD_POOL_ADMIN, aave.ADD_RISK_ADMIN, aave.ADD_EMERGENCY_ADMIN, aave.ADD_ASSET_LISTING_ADMIN):
         tx.call(me, acl, fn, me)
 
-    libraries = {name: tx.deploy(me, art(name)) for name in _LIBRARIES}
-    libraries["FlashLoanLogic"] = tx.deploy(me, art("FlashLoanLogic"), libraries=libraries)
-    libraries["ConfiguratorLogic"] = tx.deploy(me, art("ConfiguratorLogic"))
+    libraries: dict[str, str] = {}
+    for name in _LIBRARIES[aave_version]:
+        libraries[name] = tx.deploy(me, art(name), libraries=libraries)
 
-    pool_impl = tx.deploy(me, art("Pool"), provider, libraries=libraries)
-    tx.call(me, pool_impl, aave.INITIALIZE, provider)
+    if v36_market:
+        strategy = tx.deploy(me, art("DefaultReserveInterestRateStrategyV2"), provider)
+        pool_impl = tx.deploy(me, art("Pool"), provider, strategy, libraries=libraries)
+    else:
+        pool_impl = tx.deploy(me, art("Pool"), provider, libraries=libraries)
+        tx.call(me, pool_impl, aave.INITIALIZE, provider)
     tx.call(me, provider, aave.SET_POOL_IMPL, pool_impl)
     configurator_impl = tx.deploy(me, art("PoolConfigurator"), libraries=libraries)
-    tx.call(me, configurator_impl, aave.INITIALIZE, provider)
+    if not v36_market:
+        tx.call(me, configurator_impl, aave.INITIALIZE, provider)
     tx.call(me, provider, aave.SET_POOL_CONFIGURATOR_IMPL, configurator_impl)
     # The provider creates both proxies itself, as its first and second contract creations.
     pool, configurator = create_address(provider, 1), create_address(provider, 2)
@@ -80,19 +108,31 @@ def deploy_market(
     oracle = tx.deploy(me, art("AaveOracle"), provider, tokens, feeds, ZERO, ZERO, 10**8)
     tx.call(me, provider, aave.SET_PRICE_ORACLE, oracle)
 
-    a_token_impl = tx.deploy(me, art("AToken"), pool)
-    stable_impl = tx.deploy(me, art("StableDebtToken"), pool)
-    variable_impl = tx.deploy(me, art("VariableDebtToken"), pool)
-    strategies = {v: tx.deploy(me, art("DefaultReserveInterestRateStrategy"), provider, *p) for v, p in RATE_STRATEGIES.items()}
+    treasury = accounts["treasury"].address
+    if v36_market:
+        a_token_impl = tx.deploy(me, art("AToken"), pool, ZERO, treasury)
+        variable_impl = tx.deploy(me, art("VariableDebtToken"), pool, ZERO)
+        impls = {"ATokenImpl": a_token_impl, "VariableDebtTokenImpl": variable_impl, "InterestRateStrategy": strategy}
+    else:
+        a_token_impl = tx.deploy(me, art("AToken"), pool)
+        stable_impl = tx.deploy(me, art("StableDebtToken"), pool)
+        variable_impl = tx.deploy(me, art("VariableDebtToken"), pool)
+        strategies = {v: tx.deploy(me, art("DefaultReserveInterestRateStrategy"), provider, *p)
+                      for v, p in RATE_STRATEGIES.items()}
+        impls = {"ATokenImpl": a_token_impl, "StableDebtTokenImpl": stable_impl, "VariableDebtTokenImpl": variable_impl,
+                 "VolatileRateStrategy": strategies[True], "StableRateStrategy": strategies[False]}
     tx.settle()
 
-    treasury = accounts["treasury"].address
     for spec, token in zip(reserves, tokens, strict=True):
         s = spec.symbol
-        init = (a_token_impl, stable_impl, variable_impl, spec.decimals, strategies[spec.volatile], token, treasury, ZERO,
-                f"Aave Devnet {s}", f"a{s}", f"Aave Devnet Variable Debt {s}", f"variableDebt{s}",
-                f"Aave Devnet Stable Debt {s}", f"stableDebt{s}", b"")
-        tx.call(me, configurator, aave.INIT_RESERVES, [init], gas=8_000_000, label=f"initReserves {s}")
+        names = (f"Aave Devnet {s}", f"a{s}", f"Aave Devnet Variable Debt {s}", f"variableDebt{s}")
+        if v36_market:
+            init = (a_token_impl, variable_impl, token, *names, b"", v36.rate_data(RATE_STRATEGIES[spec.volatile]))
+            tx.call(me, configurator, v36.INIT_RESERVES, [init], gas=8_000_000, label=f"initReserves {s}")
+        else:
+            init = (a_token_impl, stable_impl, variable_impl, spec.decimals, strategies[spec.volatile], token, treasury,
+                    ZERO, *names, f"Aave Devnet Stable Debt {s}", f"stableDebt{s}", b"")
+            tx.call(me, configurator, aave.INIT_RESERVES, [init], gas=8_000_000, label=f"initReserves {s}")
         tx.call(me, configurator, aave.CONFIGURE_RESERVE_AS_COLLATERAL, token, spec.ltv,
                 spec.liquidation_threshold, spec.liquidation_bonus)
         tx.call(me, configurator, aave.SET_RESERVE_BORROWING, token, True)
@@ -109,15 +149,13 @@ def deploy_market(
     contracts = {
         "PoolAddressesProvider": provider, "ACLManager": acl, "Pool": pool, "PoolImpl": pool_impl,
         "PoolConfigurator": configurator, "PoolConfiguratorImpl": configurator_impl,
-        "AaveProtocolDataProvider": data_provider, "AaveOracle": oracle, "ATokenImpl": a_token_impl,
-        "StableDebtTokenImpl": stable_impl, "VariableDebtTokenImpl": variable_impl,
-        "VolatileRateStrategy": strategies[True], "StableRateStrategy": strategies[False],
+        "AaveProtocolDataProvider": data_provider, "AaveOracle": oracle, **impls,
     }
     rpc.close()
     return Market(
         chain_id=CHAIN_ID, rpc_url=rpc_url, ws_url=ws_url, deploy_block=deploy_block, contracts=contracts,
         reserves=reserve_info, accounts=accounts, anvil_pid=anvil_pid,
-        deployed_in_secs=round(time.monotonic() - started, 3), libraries=libraries,
+        deployed_in_secs=round(time.monotonic() - started, 3), libraries=libraries, aave_version=aave_version,
     )
 
 

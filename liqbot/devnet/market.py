@@ -56,7 +56,7 @@ class Reserve:
     aggregator: str
     a_token: str
     variable_debt_token: str
-    stable_debt_token: str
+    stable_debt_token: str  # the zero address on v3.2+, which has no stable debt
 
 
 @dataclass
@@ -73,6 +73,7 @@ class Market:
     anvil_pid: int | None = None
     deployed_in_secs: float | None = None
     libraries: dict[str, str] = field(default_factory=dict)
+    aave_version: str = "3.0"  # which Aave `devnet up --aave` deployed (files written before it are v3.0)
 
     @property
     def pool(self) -> str:

@@ -99,21 +99,30 @@ class TxSender:
             raise DevnetError(f"{label} was refused: {exc}") from exc
 
     def settle(self, chunk: int = 500, timeout: float = 60.0) -> list[dict]:
-        """Wait for every pending receipt (interval mining delays them); raise with the label and
-        revert reason of the first failure."""
+        """Wait for every pending receipt; raise with the label and revert reason of the first failure.
+        Under interval mining this spans blocks, so `timeout` counts from the last receipt, and what the
+        node dropped from its pool is sent again (anvil drops a sender's later transactions when an
+        earlier one does not fit the block)."""
         pending, self._pending = self._pending, []
         receipts: list[dict | None] = [None] * len(pending)
         deadline = time.monotonic() + timeout
+        head = None
         while True:
-            missing = [i for i, r in enumerate(receipts) if r is None]
-            for j in range(0, len(missing), chunk):
-                idx = missing[j : j + chunk]
+            before = [i for i, r in enumerate(receipts) if r is None]
+            for j in range(0, len(before), chunk):
+                idx = before[j : j + chunk]
                 got = self.rpc.batch([("eth_getTransactionReceipt", [pending[i].tx_hash]) for i in idx])
                 for i, r in zip(idx, got, strict=True):
                     receipts[i] = r
             missing = [i for i, r in enumerate(receipts) if r is None]
             if not missing:
                 break
+            if len(missing) < len(before):
+                deadline = time.monotonic() + timeout
+            block = self.rpc.call("eth_blockNumber")
+            if head is not None and block != head:
+                self._resend_dropped([pending[i] for i in missing], chunk)
+            head = block
             if time.monotonic() > deadline:
                 p = pending[missing[0]]
                 raise DevnetError(f"{p.label}: transaction {p.tx_hash} not mined within {timeout}s")
@@ -123,6 +132,19 @@ class TxSender:
             if int(r["status"], 16) != 1:
                 raise DevnetError(f"{p.label} reverted: {self._reason(p.tx, r)}")
         return receipts  # type: ignore[return-value]
+
+    def _resend_dropped(self, missing: list[_Pending], chunk: int) -> None:
+        """After a new block: send again, in nonce order, what is neither mined nor in the node's pool."""
+        dropped = []
+        for j in range(0, len(missing), chunk):
+            part = missing[j : j + chunk]
+            known = self.rpc.batch([("eth_getTransactionByHash", [p.tx_hash]) for p in part])
+            dropped += [p for p, tx in zip(part, known, strict=True) if tx is None]
+        for p in dropped:
+            try:
+                p.tx_hash = self.rpc.call("eth_sendTransaction", p.tx)
+            except RpcError as exc:
+                raise DevnetError(f"{p.label}: dropped by the node and refused when sent again: {exc}") from exc
 
     def _reason(self, tx: dict, receipt: dict) -> str:
         call = {k: v for k, v in tx.items() if k != "nonce"}

@@ -4,7 +4,7 @@ v3.0-v3.2 (core-v3 1.19, the devnet): 50% of the user's debt in that reserve whi
 or below. v3.3 and later: the whole reserve debt, unless the reserve's collateral and debt are both at
 least MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD and HF > 0.95, where the repayment is capped at 50% of the
 user's *total* debt; and a partial liquidation that leaves less than MIN_LEFTOVER_BASE of the debt or
-of the collateral reverts (MustNotLeaveDust).
+of the collateral reverts ('103' on v3.3, the custom error MustNotLeaveDust() from v3.4: domain/reverts.py).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ CLOSE_FACTOR_HF_THRESHOLD = 95 * 10**16
 DEFAULT_CLOSE_FACTOR = 5_000
 MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2_000 * 10**8
 MIN_LEFTOVER_BASE = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD // 2
-FIRST_V33_REVISION = 6  # PoolInstance.POOL_REVISION of aave-v3-origin v3.3
+# PoolInstance.POOL_REVISION of aave-v3-origin v3.3.0; v3.2.0 / v3.2.1 are 5 / 6 and keep the v3.0 rules.
+FIRST_V33_REVISION = 7
 
 
 class Rules(Enum):
-    V30 = "v3.0"  # v3.0 - v3.2
-    V33 = "v3.3"  # v3.3 and later
+    V30 = "v3.0"  # v3.0 - v3.2 (revisions 1-6)
+    V33 = "v3.3"  # v3.3 and later (revision 7 on)
 
     @classmethod
     def for_revision(cls, revision: int | None) -> Rules:

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-pragma solidity 0.8.10;
+pragma solidity 0.8.27;
 
 /// A Chainlink-style price feed for the devnet whose answer can be moved.
 /// core-v3's MockAggregator has a fixed answer; this one emits AnswerUpdated like a real
