@@ -112,3 +112,29 @@ ASSET_SOURCE_UPDATED_EVENT = Event("AssetSourceUpdated(address indexed asset, ad
 
 UINT256_MAX = 2**256 - 1
 VARIABLE_RATE = 2
+
+# The market mirror (liqbot/mirror): everything GenericLogic reads, to recompute account data off chain.
+ADDRESSES_PROVIDER = Function("ADDRESSES_PROVIDER()", _ADDR)  # on the Pool
+GET_USER_EMODE = Function("getUserEMode(address)", _U256)
+SET_USER_EMODE = Function("setUserEMode(uint8)")
+# v3.0-3.1: (ltv, liquidationThreshold, liquidationBonus, priceSource, label)
+GET_EMODE_CATEGORY_DATA = Function("getEModeCategoryData(uint8)", "(uint16,uint16,uint16,address,string)")
+# v3.2+: (ltv, liquidationThreshold, liquidationBonus) and the per-reserve bitmaps
+GET_EMODE_CATEGORY_COLLATERAL_CONFIG = Function("getEModeCategoryCollateralConfig(uint8)", "(uint16,uint16,uint16)")
+GET_EMODE_CATEGORY_COLLATERAL_BITMAP = Function("getEModeCategoryCollateralBitmap(uint8)", "uint128")
+GET_EMODE_CATEGORY_LTVZERO_BITMAP = Function("getEModeCategoryLtvzeroBitmap(uint8)", "uint128")  # v3.6+
+SCALED_BALANCE_OF = Function("scaledBalanceOf(address)", _U256)  # aToken, variable debt token
+TOTAL_SUPPLY = Function("totalSupply()", _U256)
+PRINCIPAL_BALANCE_OF = Function("principalBalanceOf(address)", _U256)  # stable debt token (v3.0-3.1)
+GET_USER_STABLE_RATE = Function("getUserStableRate(address)", _U256)
+GET_USER_LAST_UPDATED = Function("getUserLastUpdated(address)", "uint40")
+# PoolConfigurator: e-mode and stable borrowing (v3.0: category price source; v3.2+: per-asset bitmaps)
+SET_EMODE_CATEGORY_V30 = Function("setEModeCategory(uint8,uint16,uint16,uint16,address,string)")
+SET_ASSET_EMODE_CATEGORY = Function("setAssetEModeCategory(address,uint8)")
+SET_EMODE_CATEGORY = Function("setEModeCategory(uint8,uint16,uint16,uint16,string)")
+SET_ASSET_COLLATERAL_IN_EMODE = Function("setAssetCollateralInEMode(address,uint8,bool)")
+SET_ASSET_BORROWABLE_IN_EMODE = Function("setAssetBorrowableInEMode(address,uint8,bool)")
+SET_ASSET_LTVZERO_IN_EMODE = Function("setAssetLtvzeroInEMode(address,uint8,bool)")
+SET_RESERVE_STABLE_RATE_BORROWING = Function("setReserveStableRateBorrowing(address,bool)")
+STABLE_RATE = 1
+SET_USER_USE_RESERVE_AS_COLLATERAL = Function("setUserUseReserveAsCollateral(address,bool)")
