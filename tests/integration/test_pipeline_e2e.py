@@ -120,5 +120,6 @@ def test_a_swapped_price_source_is_followed(chain: Devnet, env: dict, stack: Sta
         return {e["user"] for e in liquidations(chain.rpc, chain.market.pool, move.block)} >= liquidatable
 
     wait_until(done, 60, "liquidations after the new feed moved")
-    first = _first_sent(_attempts(env))
+    # Mined on send under automine: the worker's rows follow a moment later.
+    first = wait_until(lambda: (f := _first_sent(_attempts(env))) and set(f) >= liquidatable and f, 10, "the attempt rows")
     assert {first[u].path for u in liquidatable} == {"fast"}
