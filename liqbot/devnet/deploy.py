@@ -23,7 +23,7 @@ LIQUIDITY_USD = 1_000_000_000  # what the liquidity account supplies of every re
 LIQUIDATOR_USD = 100_000_000  # the liquidator's inventory of every asset, in USD
 
 AAVE_VERSIONS = ("3.0", "3.6")
-DEFAULT_AAVE = "3.0"  # for `devnet up`, Devnet.start, the demo, bench and the test session
+DEFAULT_AAVE = "3.6"  # for `devnet up`, Devnet.start, the demo, bench and the test session
 
 # Deploy order; each library is linked against those before it (FlashLoanLogic links BorrowLogic).
 _LIBRARIES = {

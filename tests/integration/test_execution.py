@@ -17,6 +17,7 @@ from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
 from tests.helpers import liquidations, open_position
 
+pytestmark = pytest.mark.aave()  # close factor, dust and pair rules differ from v3.3 on
 WAD = 10**18
 
 

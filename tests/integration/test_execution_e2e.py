@@ -57,4 +57,6 @@ def test_two_priority_workers_liquidate_100_users_once_each(chain: Devnet, env: 
     lat = sorted(a.latency_ms for a in sent)
     print(f"\n{N} liquidations with -c 2: expected profit {expected / 1e8:,.2f} USD, realised {realised / 1e8:,.2f} USD"
           f" ({realised / expected:.4%}); detection->send median {lat[N // 2]:.0f} ms, max {lat[-1]:.0f} ms")
-    assert realised == pytest.approx(expected, rel=0.01)
+    # Until receipts teach the real gas (v3.0 ~352k, v3.6 ~301k), each plan prices LIQUIDATION_GAS_ESTIMATE
+    # (400k) and a tip of 10% of its profit per estimated gas: realised profit runs up to ~2.5% above.
+    assert realised == pytest.approx(expected, rel=0.03)

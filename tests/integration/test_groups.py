@@ -8,6 +8,8 @@ import json
 import time
 import uuid
 
+import pytest
+
 from liqbot.chain.sender import Sent, Tx
 from liqbot.chain.snapshot import read_snapshot, read_snapshots
 from liqbot.devnet import Devnet, move_price
@@ -26,6 +28,7 @@ def _record(user: str, task_id: str) -> dict:
     return {"user": user, "path": "fast", "task_id": task_id, "detected_block": 1, "detected_at": now, "started_at": now}
 
 
+@pytest.mark.aave
 def test_users_detected_together_are_liquidated_by_the_first_task_and_once(chain: Devnet, rt: Runtime):
     users = [open_position(chain, who, weth=10, usdc=15_000 + 100 * i) for i, who in enumerate(("user4", "user5", "user6"))]
     start = move_price(chain.market, "WETH", pct=-10).block

@@ -63,6 +63,7 @@ def _report(label: str, first: dict[str, Attempt]) -> None:
           f"median {statistics.median(lat):.1f} ms, max {lat[-1]:.1f} ms")
 
 
+@pytest.mark.aave
 def test_fast_path_liquidates_every_liquidatable_borrower(chain: Devnet, env: dict, stack: Stack):
     borrowers = [p.address for p in seed_borrowers(chain.market, 50, seed=21).borrowers]
     stack.worker("priority", PRIORITY_WORKER)
