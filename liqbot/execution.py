@@ -21,6 +21,7 @@ from liqbot.chain.snapshot import Snapshot, read_snapshots
 from liqbot.domain import fees as fee_core
 from liqbot.domain.close_factor import Rules
 from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
+from liqbot.domain.plan import Plan
 from liqbot.domain.reverts import lost_race
 from liqbot.domain.units import UINT256_MAX
 from liqbot.errors import RpcError
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # What a user shows after another liquidator took it: a skip for one of these may be a lost race.
 RIVAL_LEFT = frozenset({"no longer liquidatable", "no seizable collateral or repayable debt", "would leave dust",
                         "unprofitable"})
+REVERTED_IN_SIMULATION = "reverted in simulation: "
 # Skips that only an event touching the user (or a price move) can change: such users are parked, not re-tried.
 PARKED_REASONS = frozenset({"no seizable collateral or repayable debt", "unprofitable"})
 INJECTED_REVERT_GAS = 60_000
@@ -87,6 +89,7 @@ class Job:
     user: str
     record: dict[str, Any]
     last_config: int | None
+    given: Plan | None = None  # the detector's plan, to verify by simulation instead of a fresh read
     snap: Snapshot | None = None
     plan: Candidate | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -99,10 +102,10 @@ class Job:
 
 
 def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
-    """Liquidate every user of the group in shared round trips: one batch reads them all, one batch
-    simulates every plan, one batch sends them with consecutive nonces. A burst of N liquidatable
-    users costs three round trips instead of 3N, so the last of them is not N attempts late."""
-    s, market, sender = rt.settings, rt.market, rt.sender
+    """Liquidate every user of the group in shared round trips. Users that came with a plan (the
+    producer's mirror) are verified by one simulation batch and sent in one batch: two round trips.
+    The others, and any plan the simulation disagrees with, are read fresh first: one batch reads them
+    all, one simulates, one sends. A burst of N users costs two or three round trips, not 3N."""
     allowed, why = rt.breaker.allow()
     if not allowed:
         finish(jobs, "skipped", why)
@@ -111,32 +114,71 @@ def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
         for job in jobs[1:]:
             job.outcome = Outcome("skipped", "breaker half-open: one probe at a time")
     live = [j for j in jobs if j.outcome is None]
-    t_read = time.perf_counter()
-    snaps = read_snapshots(rt.rpc, market, [(j.user, snapshot_guess(market, j.last_config)) for j in live],
-                           sender.address, rt.native_asset)
     gas_expected = expected_gas(rt)
-    plan_all(rt, live, snaps, gas_expected)
-    base_fee = snaps[0].base_fee
-    if base_fee > s.max_gas_price_wei and any(j.outcome is None for j in live):
-        rt.breaker.gas(base_fee, s.max_gas_price_wei)
-        finish(live, "skipped", f"gas price above cap ({base_fee / 1e9:.1f} gwei)")
-    t_sim = time.perf_counter()
-    simulate_all(rt, [j for j in live if j.outcome is None], snaps[0].native_price, gas_expected)
-    t_send = time.perf_counter()
-    ready = [j for j in live if j.outcome is None]
-    if ready:
-        send_all(rt, ready, snaps[0].liquidator_nonce)
-    stages = {"read": t_sim - t_read, "sim": t_send - t_sim, "send": time.perf_counter() - t_send}
+    planned = [j for j in live if j.given is not None]
+    if planned:
+        run_planned(rt, planned, gas_expected)
+    fresh = [j for j in live if j.outcome is None]
+    if fresh:
+        run_fresh(rt, fresh, gas_expected)
     name_lost_races(rt, live)
     for job in jobs:
         assert job.outcome is not None
-        if job.outcome.outcome == "sent":
-            job.outcome.stages_ms = {k: v * 1000 for k, v in stages.items()}
-            job.outcome.group = len(ready)
         if job.outcome.outcome == "dry_run":
             log.info("%s dry run user=%s: would liquidate %s against %s, expected profit %.2f", mark, job.user,
                      job.plan.debt_asset, job.plan.collateral_asset, job.info["expected_profit_base"] / 10**8)
     return [job.outcome for job in jobs]  # type: ignore[misc]
+
+
+def run_planned(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
+    """Trust the plans, verify them: simulate the exact calls (our nonce rides along), then send. A plan
+    the chain disagrees with goes back to the fresh path, with the reason kept on its record."""
+    t_sim = time.perf_counter()
+    for job in jobs:
+        adopt(job, job.given)  # type: ignore[arg-type]
+    simulate_all(rt, jobs, jobs[0].given.native_price, gas_expected)  # type: ignore[union-attr]
+    for job in jobs:
+        o = job.outcome
+        if o is not None and o.outcome == "skipped" and o.reason.startswith(REVERTED_IN_SIMULATION):
+            job.note = f"plan of block {job.given.block} disagreed ({o.reason[len(REVERTED_IN_SIMULATION):]})"[:200]  # type: ignore[union-attr]
+            job.given, job.outcome, job.sim, job.rival = None, None, None, None
+            log.info("user=%s: %s; reading it fresh", job.user, job.note)
+    ready = [j for j in jobs if j.outcome is None and j.given is not None]
+    sims = [j.sim for j in ready if j.sim is not None]
+    if sims and sims[0].base_fee > rt.settings.max_gas_price_wei:
+        rt.breaker.gas(sims[0].base_fee, rt.settings.max_gas_price_wei)
+        finish(ready, "skipped", f"gas price above cap ({sims[0].base_fee / 1e9:.1f} gwei)")
+        return
+    t_send = time.perf_counter()
+    if ready:
+        send_all(rt, ready, sims[0].pending_nonce)
+        mark_stages(ready, {"sim": t_send - t_sim, "send": time.perf_counter() - t_send})
+
+
+def run_fresh(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
+    s, market = rt.settings, rt.market
+    t_read = time.perf_counter()
+    snaps = read_snapshots(rt.rpc, market, [(j.user, snapshot_guess(market, j.last_config)) for j in jobs],
+                           rt.sender.address, rt.native_asset)
+    plan_all(rt, jobs, snaps, gas_expected)
+    base_fee = snaps[0].base_fee
+    if base_fee > s.max_gas_price_wei and any(j.outcome is None for j in jobs):
+        rt.breaker.gas(base_fee, s.max_gas_price_wei)
+        finish(jobs, "skipped", f"gas price above cap ({base_fee / 1e9:.1f} gwei)")
+    t_sim = time.perf_counter()
+    simulate_all(rt, [j for j in jobs if j.outcome is None], snaps[0].native_price, gas_expected)
+    t_send = time.perf_counter()
+    ready = [j for j in jobs if j.outcome is None]
+    if ready:
+        send_all(rt, ready, snaps[0].liquidator_nonce)
+        mark_stages(ready, {"read": t_sim - t_read, "sim": t_send - t_sim, "send": time.perf_counter() - t_send})
+
+
+def mark_stages(jobs: list[Job], stages: dict[str, float]) -> None:
+    for job in jobs:
+        if job.outcome is not None and job.outcome.outcome == "sent":
+            job.outcome.stages_ms = {k: v * 1000 for k, v in stages.items()}
+            job.outcome.group = len(jobs)
 
 
 def name_lost_races(rt: Runtime, jobs: list[Job]) -> None:
@@ -159,6 +201,14 @@ def finish(jobs: list[Job], outcome: str, reason: str) -> None:
     for job in jobs:
         if job.outcome is None:
             job.outcome = Outcome(outcome, reason, job.info)
+
+
+def adopt(job: Job, given: Plan) -> None:
+    """Take a plan made elsewhere as this job's own: the call, and the fields its record keeps."""
+    c = job.plan = given.candidate
+    job.info = {"collateral_asset": c.collateral_asset, "debt_asset": c.debt_asset, "debt_to_cover": c.debt_to_cover,
+                "collateral_price": given.collateral_price, "debt_price": given.debt_price}
+    job.data = aave.LIQUIDATION_CALL.calldata(c.collateral_asset, c.debt_asset, job.user, given.debt_arg, False)
 
 
 def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot], gas_expected: int) -> None:
@@ -194,22 +244,25 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: 
     if not jobs:
         return
     s, sender = rt.settings, rt.sender
-    min_tip, base_fee = s.max_priority_fee_wei, jobs[0].snap.base_fee  # type: ignore[union-attr]
-    opening = fee_core.Fees(min(2 * base_fee + min_tip, s.max_gas_price_wei), min_tip)
-    for asset in dict.fromkeys(j.plan.debt_asset for j in jobs):  # type: ignore[union-attr]
-        sender.ensure_approved(asset, rt.market.pool, opening)
+    min_tip = s.max_priority_fee_wei
+    unapproved = [a for a in dict.fromkeys(j.plan.debt_asset for j in jobs) if not sender.approved(a)]  # type: ignore[union-attr]
+    if unapproved:  # rare: approvals are sent at start-up
+        base_fee = int(rt.rpc.call("eth_getBlockByNumber", "latest", False).get("baseFeePerGas") or "0x0", 16)
+        opening = fee_core.Fees(min(2 * base_fee + min_tip, s.max_gas_price_wei), min_tip)
+        for asset in unapproved:
+            sender.ensure_approved(asset, rt.market.pool, opening)
     sims = sender.simulate_many([(rt.market.pool, j.data) for j in jobs], expected_gas=gas_expected,
-                                gas_limit=s.liquidation_gas_limit)
+                                gas_limit=s.liquidation_gas_limit, with_nonce=True)
     contested = [j for j, sim in zip(jobs, sims, strict=True) if isinstance(sim, SimulationFailed) and lost_race(sim.code)]
     if contested:
-        contest_all(rt, contested, Simulation(gas_expected, s.liquidation_gas_limit, base_fee))
+        contest_all(rt, contested, Simulation(gas_expected, s.liquidation_gas_limit, sims[0].base_fee, sims[0].pending_nonce))
     for job, sim in zip(jobs, sims, strict=True):
         if job.outcome is not None:
             continue
         if isinstance(sim, Simulation):
             job.sim = sim
         elif job.sim is None:
-            job.outcome = Outcome("skipped", f"reverted in simulation: {sim}"[:200], job.info)
+            job.outcome = Outcome("skipped", f"{REVERTED_IN_SIMULATION}{sim}"[:200], job.info)
             continue
         bid_fees(rt, job, native_price)
 
@@ -224,7 +277,7 @@ def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:
     for job, c in zip(jobs, contests, strict=True):
         if c.mined_ok:
             job.sim, job.rival = sim, c.pending
-        elif lost_race(c.code):
+        elif lost_race(c.code) and (c.mined or job.given is None):  # without a rival, a plan may be what is wrong
             job.info["rival_tx"] = c.mined
             job.outcome = Outcome("lost", f"lost race: {c.code}" + (f", liquidated by {c.mined}" if c.mined else ""),
                                   job.info)
@@ -298,9 +351,11 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
         time.sleep(s.fault_pause_after_send_secs)
 
 
-def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[tuple[str, str]] | None = None) -> Outcome:
-    """Attempt the liquidation of the task's user, and of the siblings it can claim, and store what
-    happened to each. Nothing raises out of here: an RPC or Redis failure is recorded as a failed
+def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[tuple[str, str]] | None = None,
+                   plan: Plan | None = None) -> Outcome:
+    """Attempt the liquidation of the task's user (with its `plan`, when the detector made one), and of
+    the siblings it can claim (with the plans their detection left in Redis), and store what happened
+    to each. Nothing raises out of here: an RPC or Redis failure is recorded as a failed
     attempt and counted by the breaker. Returns the task's own user's outcome ("grouped" when
     another task's group took the user: that task recorded it)."""
     user, lane_ms, s = record["user"], rt.settings.lane_yield_ms, rt.settings
@@ -313,12 +368,13 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
         if begin.grouped:
             log.debug("%s user=%s taken by another task's group", mark, user)
             return Outcome("grouped")
-        own = Job(user, record, begin.last_config)
+        own = Job(user, record, begin.last_config, given=plan)
         if not begin.claimed:
             own.outcome = Outcome("skipped", "another attempt for this user is in progress")
         elif begin.already_sent:
             own.outcome = Outcome("skipped", "already sent, awaiting its receipt")  # a redelivered task
-        siblings = [Job(sib, {**record, "user": sib, "task_id": task_id}, cfg) for sib, task_id, cfg in begin.siblings]
+        siblings = [Job(sib, {**record, "user": sib, "task_id": task_id}, cfg, given=plan_of(raw))
+                    for sib, task_id, cfg, raw in begin.siblings]
         jobs = [own, *siblings]
         todo = [j for j in jobs if j.outcome is None]
         try:
@@ -338,6 +394,13 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
                 job.outcome = failed
     record_all(rt, jobs, mark)
     return jobs[0].outcome  # type: ignore[return-value]
+
+
+def plan_of(raw: str | None) -> Plan | None:
+    try:
+        return Plan.from_message(json.loads(raw)) if raw else None
+    except ValueError:
+        return None
 
 
 def stages_text(result: Outcome) -> str:

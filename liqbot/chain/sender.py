@@ -32,8 +32,9 @@ APPROVAL_PENDING_SECS = 600  # an approval sent is trusted this long while it mi
 class SimulationFailed(LiqbotError):
     """The transaction reverts when simulated against the pending block; `code` names the revert."""
 
-    def __init__(self, err: RpcError):
+    def __init__(self, err: RpcError, base_fee: int = 0, pending_nonce: int | None = None):
         self.code = revert_code(err.data)
+        self.base_fee, self.pending_nonce = base_fee, pending_nonce  # of the batch it failed in
         super().__init__(f"{err} ({self.code})" if self.code else str(err))
 
 
@@ -42,6 +43,7 @@ class Simulation:
     estimate: int  # gas the node expects it to use
     gas: int  # limit to send with: the estimate with headroom
     base_fee: int  # of the latest block
+    pending_nonce: int | None = None  # ours, read in the same batch when asked for
 
 
 @dataclass(frozen=True)
@@ -80,27 +82,33 @@ class Sender:
         return result
 
     def simulate_many(self, calls: list[tuple[str, str]], expected_gas: int | None = None,
-                      gas_limit: int | None = None) -> list[Simulation | SimulationFailed]:
-        """`simulate` for several transactions in one batch; each gets its Simulation or its failure."""
+                      gas_limit: int | None = None, with_nonce: bool = False) -> list[Simulation | SimulationFailed]:
+        """`simulate` for several transactions in one batch; each gets its Simulation or its failure.
+        `with_nonce`: our pending nonce rides along (a send right after needs no read of its own)."""
         txs = [{"from": self.address, "to": to, "data": data} for to, data in calls]
-        batch = [("eth_getBlockByNumber", ["latest", False])] + [("eth_call", [tx, "pending"]) for tx in txs]
+        head = [("eth_getBlockByNumber", ["latest", False])]
+        if with_nonce:
+            head.append(("eth_getTransactionCount", [self.address, "pending"]))
+        batch = head + [("eth_call", [tx, "pending"]) for tx in txs]
         if expected_gas is None:
             batch += [("eth_estimateGas", [tx, "pending"]) for tx in txs]
-        block, *replies = self.rpc.batch(batch, raise_errors=False)
-        if isinstance(block, RpcError):
-            raise block
+        replies = self.rpc.batch(batch, raise_errors=False)
+        for reply in replies[: len(head)]:
+            if isinstance(reply, RpcError):
+                raise reply
+        block, nonce, replies = replies[0], int(replies[1], 16) if with_nonce else None, replies[len(head):]
         base_fee = int(block.get("baseFeePerGas") or "0x0", 16)
         out: list[Simulation | SimulationFailed] = []
         for i in range(len(txs)):
             call, est = replies[i], (replies[len(txs) + i] if expected_gas is None else None)
             failed = next((r for r in (call, est) if isinstance(r, RpcError)), None)
             if failed is not None:
-                out.append(SimulationFailed(failed))
+                out.append(SimulationFailed(failed, base_fee, nonce))
             elif expected_gas is not None:
-                out.append(Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee))
+                out.append(Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee, nonce))
             else:
                 estimate = int(est, 16)
-                out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee))
+                out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee, nonce))
         return out
 
     def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:
@@ -184,6 +192,10 @@ class Sender:
                     self._approve(token, spender, fees)
                     done.append(token)
         return done
+
+    def approved(self, token: str) -> bool:
+        """Known approved by this process (no round trip)."""
+        return token in self._approved
 
     def ensure_approved(self, token: str, spender: str, fees: Fees) -> None:
         """Approve `spender` for the token once: kept on chain, remembered per process, and announced

@@ -32,7 +32,7 @@ class Begin:
     claimed: bool  # this task may attempt its own user
     already_sent: bool  # a transaction for the user is out, awaiting its receipt
     last_config: int | None
-    siblings: list[tuple[str, str, int | None]]  # (user, task id, last config) claimed with it
+    siblings: list[tuple[str, str, int | None, str | None]]  # (user, task id, last config, plan) claimed with it
 
 
 class Keys:
@@ -52,10 +52,11 @@ class State:
 
     # --- dedupe + lane liveness, in one round trip -------------------------------------------------
     def claim_many(self, users: list[str], window_secs: float, heartbeat_ttl: float, lane_ms: int = 0,
-                   unpark: bool = False) -> tuple[list[bool], bool]:
+                   unpark: bool = False, plans: dict[str, str] | None = None, plan_ms: int = 0) -> tuple[list[bool], bool]:
         """Take each user's dedupe lock (SET NX PX) and see whether a priority worker is alive, in one
         round trip; with `lane_ms`, also tell bookkeeping that the lane is about to work; with
-        `unpark`, also clear the users' parking (an event touched them).
+        `unpark`, also clear the users' parking (an event touched them); with `plans` (user -> plan
+        message), keep each user's plan for `plan_ms`, for the task that takes it into its group.
         Returns (claimed per user, priority_alive)."""
         pipe = self.r.pipeline(transaction=False)
         for user in users:
@@ -65,6 +66,8 @@ class State:
             pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
         if unpark and users:
             pipe.hdel(self.key(_PARKED), *users)
+        for user, plan in (plans or {}).items():
+            pipe.set(self.key("plan", user), plan, px=plan_ms)
         replies = pipe.execute()
         return [bool(c) for c in replies[: len(users)]], replies[len(users)] > 0
 
@@ -87,25 +90,26 @@ class State:
             pipe.set(self.key("executing", sib), f"group:{token}", nx=True, px=ttl_ms)
             pipe.get(self.key("dedupe", sib))
             pipe.hget(self.key(_USER_CONFIG), sib)
+            pipe.get(self.key("plan", sib))
         if lane_ms:
             pipe.set(self.key(_LANE_ACTIVE), "1", px=lane_ms)
         replies = pipe.execute()
         handled, claimed, holder, dedupe, config = replies[:5]
         taken, release = [], []
         for i, (sib, task_id) in enumerate(siblings):
-            got, sib_dedupe, sib_config = replies[5 + 3 * i : 8 + 3 * i]
+            got, sib_dedupe, sib_config, sib_plan = replies[5 + 4 * i : 9 + 4 * i]
             if got and sib_dedupe != "sent":
-                taken.append((sib, task_id, int(sib_config) if sib_config else None))
+                taken.append((sib, task_id, int(sib_config) if sib_config else None, sib_plan))
             elif got:
                 release.append(sib)
         # Taken into another task's group (or being liquidated by one right now): nothing to do here.
         grouped = bool(handled) or (not claimed and str(holder or "").startswith("group:"))
         if grouped:
-            release += [sib for sib, _, _ in taken] + ([user] if claimed else [])
+            release += [sib for sib, *_ in taken] + ([user] if claimed else [])
             taken = []
         if taken or release:
             pipe = self.r.pipeline(transaction=False)
-            for _, task_id, _ in taken:
+            for _, task_id, *_ in taken:
                 pipe.set(self.key("handled", task_id), token, px=handled_ms)
             for u in release:
                 pipe.delete(self.key("executing", u))

@@ -6,6 +6,7 @@ heartbeat recently: a Redis list accepts messages whether or not anybody consume
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 
 from eth_utils import is_address, to_checksum_address
 
+from liqbot.domain.plan import Plan
 from liqbot.logs import FAST
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class Detection:
     block: int
     detected_at: float  # unix seconds, when the bot first saw the user liquidatable
     path: str  # fast | scan | update
+    plan: Plan | None = None  # what the detector decided; the worker verifies it instead of re-reading
 
 
 def route_liquidation(det: Detection, after_event: bool = False) -> str | None:
@@ -60,8 +63,10 @@ def route_liquidations(dets: list[Detection], after_event: bool = False) -> list
     wanted = [i for i, d in enumerate(dets) if d.user not in parked]
     if not wanted:
         return out
+    plans = {dets[i].user: json.dumps(dets[i].plan.to_message()) for i in wanted if dets[i].plan}  # type: ignore[union-attr]
     claimed, alive = rt.state.claim_many([dets[i].user for i in wanted], s.dedupe_window_secs,
-                                         s.priority_heartbeat_ttl_secs, s.lane_yield_ms, unpark=after_event)
+                                         s.priority_heartbeat_ttl_secs, s.lane_yield_ms, unpark=after_event,
+                                         plans=plans, plan_ms=int(s.liquidation_max_age_secs * 1000))
     todo = [i for i, ok in zip(wanted, claimed, strict=True) if ok]
     if len(todo) < len(wanted):
         rt.state.count("deduped", len(wanted) - len(todo))
@@ -73,7 +78,8 @@ def route_liquidations(dets: list[Detection], after_event: bool = False) -> list
         # The group's first task goes ahead of every sibling task (kombu's Redis priority lists): the
         # siblings mostly end at once, handled, and must not hold up the next group's first task.
         check_and_liquidate.apply_async(
-            (det.user, det.block, det.detected_at, path, time.time(), group or None), queue=queue, routing_key=queue,
+            (det.user, det.block, det.detected_at, path, time.time(), group or None),
+            {"plan": det.plan.to_message()} if det.plan else None, queue=queue, routing_key=queue,
             expires=datetime.fromtimestamp(det.detected_at + s.liquidation_max_age_secs, UTC), task_id=ids[i],
             priority=LEADER_PRIORITY if i == chunk[0] else SIBLING_PRIORITY)
 
