@@ -138,3 +138,51 @@ SET_ASSET_LTVZERO_IN_EMODE = Function("setAssetLtvzeroInEMode(address,uint8,bool
 SET_RESERVE_STABLE_RATE_BORROWING = Function("setReserveStableRateBorrowing(address,bool)")
 STABLE_RATE = 1
 SET_USER_USE_RESERVE_AS_COLLATERAL = Function("setUserUseReserveAsCollateral(address,bool)")
+
+# The live mirror (liqbot/mirror/live.py): every event that can move account data, and what it re-reads.
+RESERVE_DATA_UPDATED_EVENT = Event(
+    "ReserveDataUpdated(address indexed reserve, uint256 liquidityRate, uint256 stableBorrowRate, uint256 variableBorrowRate, uint256 liquidityIndex, uint256 variableBorrowIndex)"
+)
+SWAP_BORROW_RATE_MODE_EVENT = Event("SwapBorrowRateMode(address indexed reserve, address indexed user, uint8 interestRateMode)")  # v3.0-3.1
+REBALANCE_STABLE_BORROW_RATE_EVENT = Event("RebalanceStableBorrowRate(address indexed reserve, address indexed user)")  # v3.0-3.1
+MINT_UNBACKED_EVENT = Event(
+    "MintUnbacked(address indexed reserve, address user, address indexed onBehalfOf, uint256 amount, uint16 indexed referralCode)"
+)  # v3.0-3.3 bridges: aTokens minted without a Supply event
+FALLBACK_ORACLE_UPDATED_EVENT = Event("FallbackOracleUpdated(address indexed fallbackOracle)")
+# PoolConfigurator: the events after which a reserve's configuration (or an e-mode category) is re-read
+RESERVE_INITIALIZED_EVENT = Event(
+    "ReserveInitialized(address indexed asset, address indexed aToken, address stableDebtToken, address variableDebtToken, address interestRateStrategyAddress)"
+)
+RESERVE_DROPPED_EVENT = Event("ReserveDropped(address indexed asset)")
+COLLATERAL_CONFIGURATION_CHANGED_EVENT = Event(
+    "CollateralConfigurationChanged(address indexed asset, uint256 ltv, uint256 liquidationThreshold, uint256 liquidationBonus)"
+)
+PENDING_LTV_CHANGED_EVENT = Event("PendingLtvChanged(address indexed asset, uint256 ltv)")  # v3.1+
+RESERVE_ACTIVE_EVENT = Event("ReserveActive(address indexed asset, bool active)")
+RESERVE_FROZEN_EVENT = Event("ReserveFrozen(address indexed asset, bool frozen)")
+RESERVE_PAUSED_EVENT = Event("ReservePaused(address indexed asset, bool paused)")
+LIQUIDATION_PROTOCOL_FEE_CHANGED_EVENT = Event("LiquidationProtocolFeeChanged(address indexed asset, uint256 oldFee, uint256 newFee)")
+EMODE_ASSET_CATEGORY_CHANGED_EVENT = Event("EModeAssetCategoryChanged(address indexed asset, uint8 oldCategoryId, uint8 newCategoryId)")  # v3.0-3.1
+EMODE_CATEGORY_ADDED_EVENT = Event(
+    "EModeCategoryAdded(uint8 indexed categoryId, uint256 ltv, uint256 liquidationThreshold, uint256 liquidationBonus, address oracle, string label)"
+)
+ASSET_COLLATERAL_IN_EMODE_CHANGED_EVENT = Event("AssetCollateralInEModeChanged(address indexed asset, uint8 categoryId, bool collateral)")  # v3.2+
+ASSET_LTVZERO_IN_EMODE_CHANGED_EVENT = Event("AssetLtvzeroInEModeChanged(address indexed asset, uint8 categoryId, bool ltvzero)")  # v3.6+
+BASE_CURRENCY = Function("BASE_CURRENCY()", _ADDR)  # AaveOracle: the asset priced at BASE_CURRENCY_UNIT, no feed
+AGGREGATOR = Function("aggregator()", _ADDR)  # Chainlink's EACAggregatorProxy: the contract that emits AnswerUpdated
+TRANSFER = Function("transfer(address,uint256)", "bool")
+SWAP_BORROW_RATE_MODE = Function("swapBorrowRateMode(address,uint256)")  # v3.0-3.1
+SET_RESERVE_FREEZE = Function("setReserveFreeze(address,bool)")
+REPAY_WITH_ATOKENS = Function("repayWithATokens(address,uint256,uint256)", _U256)
+# PoolConfigurator events that change other bits of a reserve's configuration word (re-read too, so the
+# mirror's word stays the Pool's)
+RESERVE_BORROWING_EVENT = Event("ReserveBorrowing(address indexed asset, bool enabled)")
+RESERVE_FLASH_LOANING_EVENT = Event("ReserveFlashLoaning(address indexed asset, bool enabled)")
+RESERVE_STABLE_RATE_BORROWING_EVENT = Event("ReserveStableRateBorrowing(address indexed asset, bool enabled)")  # v3.0-3.1
+RESERVE_FACTOR_CHANGED_EVENT = Event("ReserveFactorChanged(address indexed asset, uint256 oldReserveFactor, uint256 newReserveFactor)")
+BORROW_CAP_CHANGED_EVENT = Event("BorrowCapChanged(address indexed asset, uint256 oldBorrowCap, uint256 newBorrowCap)")
+SUPPLY_CAP_CHANGED_EVENT = Event("SupplyCapChanged(address indexed asset, uint256 oldSupplyCap, uint256 newSupplyCap)")
+DEBT_CEILING_CHANGED_EVENT = Event("DebtCeilingChanged(address indexed asset, uint256 oldDebtCeiling, uint256 newDebtCeiling)")
+SILOED_BORROWING_CHANGED_EVENT = Event("SiloedBorrowingChanged(address indexed asset, bool oldState, bool newState)")
+UNBACKED_MINT_CAP_CHANGED_EVENT = Event("UnbackedMintCapChanged(address indexed asset, uint256 oldUnbackedMintCap, uint256 newUnbackedMintCap)")  # v3.0-3.3
+BORROWABLE_IN_ISOLATION_CHANGED_EVENT = Event("BorrowableInIsolationChanged(address asset, bool borrowable)")
