@@ -1,0 +1,140 @@
+"""The mirror's screen on a synthetic market: one price move, every exposed user found and confirmed.
+
+    .venv/bin/python -m bench.mirror [--users 100000] [--reserves 6] [--moves 50] [--revision 10] [--seed 1]
+                                     [--pct -5,2] [--no-freeze]
+
+Builds `--users` borrowers over `--reserves` reserves (one to three collaterals, one or two debts each,
+USD 1k-500k, health factors spread as on a live market: 45% 1.02-1.3, 30% 1.3-1.8, the rest up to 3),
+with the indexes of a reserve a month after its last update. Each of `--moves` price moves starts from
+the same market: one random asset moves by a uniform draw from `--pct` (percent), and the timer covers
+the whole answer: the indexes at the move's time, the vectorised pass over every row, and the exact
+integer confirmation of each candidate (`liqbot.mirror.screen.screen`). Prints p50/p99 of that time, of
+the pass alone, the candidates and confirmed users per move, and the memory the users and the screen
+take (tracemalloc). The loaded objects are moved out of the garbage collector's way (`gc.freeze()`, as a
+process holding a mirror should do once loaded): otherwise a full collection walking 150k objects
+(~100 ms) lands in some moves; `--no-freeze` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import time
+import tracemalloc
+
+from liqbot.domain.account import MarketAt, MarketState, ReserveState, UserState, account_data, market_at, rules_for_revision
+from liqbot.domain.units import RAY, WAD
+from liqbot.mirror import Mirror, Screen
+from liqbot.mirror.screen import screen
+
+T0 = 1_700_000_000
+MONTH = 30 * 24 * 3600
+ASSETS = (  # symbol, decimals, price (USD), LTV, liquidation threshold
+    ("WETH", 18, 2_000, 8000, 8250), ("WBTC", 8, 40_000, 7000, 7500), ("USDC", 6, 1, 7700, 8000),
+    ("DAI", 18, 1, 7500, 8000), ("wstETH", 18, 2_300, 7800, 8100), ("LINK", 18, 15, 5300, 6800),
+    ("AAVE", 18, 90, 6600, 7300), ("USDT", 6, 1, 7500, 7800),
+)
+
+
+def build_market(n: int, revision: int, rng: random.Random) -> tuple[MarketState, tuple[str, ...]]:
+    reserves, prices, assets = [], [], []
+    for rid, (_, decimals, usd, ltv, lt) in enumerate(ASSETS[:n]):
+        config = ltv | lt << 16 | 10_500 << 32 | decimals << 48 | 1 << 56 | 1 << 252
+        reserves.append(ReserveState(rid, config, RAY + rng.randint(0, RAY // 10), rng.randint(RAY // 100, RAY // 20),
+                                     RAY + rng.randint(0, RAY // 5), rng.randint(RAY // 50, RAY // 10), T0 - MONTH))
+        prices.append(usd * 10**8)
+        assets.append(f"0x{0xA55E7000 + rid:040x}")
+    return MarketState(rules_for_revision(revision), tuple(reserves), tuple(prices), {}, {}), tuple(assets)
+
+
+def build_user(market: MarketState, at: MarketAt, rng: random.Random) -> UserState:
+    n = len(market.reserves)
+    colls = rng.sample(range(n), rng.choices([1, 2, 3], weights=[60, 30, 10])[0])
+    others = [r for r in range(n) if r not in colls] or list(range(n))
+    debts = rng.sample(others, min(len(others), rng.choices([1, 2], weights=[70, 30])[0]))
+    band = rng.random()
+    hf = rng.uniform(1.02, 1.3) if band < 0.45 else rng.uniform(1.3, 1.8) if band < 0.75 else rng.uniform(1.8, 3.0)
+    total = 10 ** rng.uniform(3, 5.7)
+    weights = [rng.uniform(1, 10) for _ in colls]
+    scaled_c, scaled_d, weighted = {}, {}, 0.0
+    for rid, w in zip(colls, weights, strict=True):
+        usd = total * w / sum(weights)
+        unit, price = 10 ** ASSETS[rid][1], market.prices[rid]
+        scaled_c[rid] = int(usd * 10**8 * unit / price) * RAY // at.income[rid]
+        weighted += usd * ASSETS[rid][4] / 10_000
+    dweights = [rng.uniform(1, 10) for _ in debts]
+    for rid, w in zip(debts, dweights, strict=True):
+        usd = weighted / hf * w / sum(dweights)
+        scaled_d[rid] = int(usd * 10**8 * 10 ** ASSETS[rid][1] / market.prices[rid]) * RAY // at.debt_index[rid]
+    ids = sorted(set(scaled_c) | set(scaled_d))
+    config = sum(2 << (2 * r) for r in scaled_c) | sum(1 << (2 * r) for r in scaled_d)
+    return UserState(config, 0, tuple(ids), tuple(scaled_c.get(r, 0) for r in ids), tuple(scaled_d.get(r, 0) for r in ids))
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--reserves", type=int, default=6, choices=range(2, len(ASSETS) + 1))
+    ap.add_argument("--moves", type=int, default=50)
+    ap.add_argument("--revision", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pct", default="-5,2", help="the range of a move, in percent: low,high")
+    ap.add_argument("--no-freeze", action="store_true", help="leave the loaded objects to the cyclic garbage collector")
+    args = ap.parse_args()
+    low, high = (float(x) / 100 for x in args.pct.split(","))
+    rng = random.Random(args.seed)
+    market, assets = build_market(args.reserves, args.revision, rng)
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    at0 = market_at(market, T0)
+    users = {f"0x{i + 1:040x}": build_user(market, at0, rng) for i in range(args.users)}
+    users_bytes = tracemalloc.get_traced_memory()[0]
+    mirror = Mirror(1, T0, "pool", "oracle", market, assets, users)
+    index = Screen(market)
+    t1 = time.perf_counter()
+    index.rebuild(users)
+    built = time.perf_counter() - t1
+    total_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    if not args.no_freeze:
+        gc.collect()
+        gc.freeze()
+    print(f"{args.users:,} users over {args.reserves} reserves (revision {args.revision}) built in {t1 - t0:.1f} s; "
+          f"screen rows filled in {built * 1000:.0f} ms")
+    print(f"memory: users {users_bytes / 2**20:.0f} MB, screen {(total_bytes - users_bytes) / 2**20:.0f} MB "
+          f"(arrays {index.nbytes / 2**20:.0f} MB), total {total_bytes / 2**20:.0f} MB")
+
+    times, passes, candidates, confirmed = [], [], [], []
+    for _ in range(args.moves):
+        rid = rng.randrange(args.reserves)
+        asset, old = assets[rid], market.prices[rid]
+        mirror.set_price(asset, max(1, int(old * (1 + rng.uniform(low, high)))))
+        ts = T0 + rng.randint(12, 3600)
+        start = time.perf_counter()
+        found, _ = screen(mirror, index, [asset], ts)
+        times.append((time.perf_counter() - start) * 1000)
+        at = market_at(mirror.market, ts)
+        start = time.perf_counter()
+        rows = index.candidates(at, {rid})
+        passes.append((time.perf_counter() - start) * 1000)
+        candidates.append(len(rows))
+        confirmed.append(len(found))
+        exact = {u for u in rows if account_data(at, users[u]).health_factor < WAD}
+        assert {a.user for a in found} == exact
+        mirror.set_price(asset, old)
+    per = sum(t - p for t, p in zip(times, passes, strict=True)) / max(1, sum(candidates))
+    print(f"one price move, screen + exact confirm: p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms "
+          f"(pass alone p50 {pct(passes, 50):.2f} ms, p99 {pct(passes, 99):.2f} ms; ~{per * 1000:.0f} us per candidate)")
+    print(f"per move: candidates p50 {pct(candidates, 50):.0f} / max {max(candidates)}, "
+          f"confirmed below 1 p50 {pct(confirmed, 50):.0f} / max {max(confirmed)}")
+
+
+if __name__ == "__main__":
+    main()
