@@ -1,18 +1,20 @@
 """The mirror's screen on a synthetic market: one price move, every exposed user found and confirmed.
 
     .venv/bin/python -m bench.mirror [--users 100000] [--reserves 6] [--moves 50] [--revision 10] [--seed 1]
-                                     [--pct -5,2] [--no-freeze]
+                                     [--pct=-5,2] [--no-freeze]
 
 Builds `--users` borrowers over `--reserves` reserves (one to three collaterals, one or two debts each,
 USD 1k-500k, health factors spread as on a live market: 45% 1.02-1.3, 30% 1.3-1.8, the rest up to 3),
 with the indexes of a reserve a month after its last update. Each of `--moves` price moves starts from
-the same market: one random asset moves by a uniform draw from `--pct` (percent), and the timer covers
-the whole answer: the indexes at the move's time, the vectorised pass over every row, and the exact
-integer confirmation of each candidate (`liqbot.mirror.screen.screen`). Prints p50/p99 of that time, of
-the pass alone, the candidates and confirmed users per move, and the memory the users and the screen
-take (tracemalloc). The loaded objects are moved out of the garbage collector's way (`gc.freeze()`, as a
-process holding a mirror should do once loaded): otherwise a full collection walking 150k objects
-(~100 ms) lands in some moves; `--no-freeze` shows it.
+the same market: one random asset's feed answers a price moved by a uniform draw from `--pct` (percent),
+and the timer covers what the producer would do with that block: `LiveMirror.apply_block` (decode the
+AnswerUpdated, set the price: no read) and `liquidatable` (the indexes at the block's time, the
+vectorised pass over every row, the exact integer confirmation of each candidate). Prints p50/p99 of
+that time, of the pass alone, the candidates and confirmed users per move, and the memory the users
+and the screen take (tracemalloc; building the users under it takes about a minute). The loaded
+objects are moved out of the garbage collector's way (`gc.freeze()`, as a process holding a mirror
+should do once loaded): a full collection, whenever one comes, would walk all 150k of them (~100 ms);
+`--no-freeze` leaves them.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import statistics
 import time
 import tracemalloc
 
+from eth_abi import encode
+from eth_utils import to_checksum_address
+
+from liqbot.chain import aave
 from liqbot.domain.account import MarketAt, MarketState, ReserveState, UserState, account_data, market_at, rules_for_revision
 from liqbot.domain.units import RAY, WAD
-from liqbot.mirror import Mirror, Screen
-from liqbot.mirror.screen import screen
+from liqbot.mirror import LiveMirror, Mirror
+from liqbot.mirror.feeds import PriceSource, PriceSources
 
 T0 = 1_700_000_000
 MONTH = 30 * 24 * 3600
@@ -77,6 +83,15 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
+def answer_log(feed: str, answer: int, block: int, timestamp: int) -> dict:
+    """The AnswerUpdated a Chainlink aggregator emits, as eth_subscribe delivers it."""
+    word = lambda typ, value: "0x" + encode([typ], [value]).hex()  # noqa: E731
+    topics = [aave.ANSWER_UPDATED_EVENT.topic0, word("int256", answer), word("uint256", block)]
+    return {"address": feed, "topics": topics,
+            "data": word("uint256", timestamp), "blockNumber": hex(block), "blockTimestamp": hex(timestamp),
+            "logIndex": "0x0"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--users", type=int, default=100_000)
@@ -90,48 +105,55 @@ def main() -> None:
     low, high = (float(x) / 100 for x in args.pct.split(","))
     rng = random.Random(args.seed)
     market, assets = build_market(args.reserves, args.revision, rng)
+    feeds = [to_checksum_address(f"0x{0xFEED0000 + rid:040x}") for rid in range(args.reserves)]
+    sources = PriceSources()
+    sources.update(PriceSource(a, f, (f,), direct=True) for a, f in zip(assets, feeds, strict=True))
 
     tracemalloc.start()
     t0 = time.perf_counter()
     at0 = market_at(market, T0)
     users = {f"0x{i + 1:040x}": build_user(market, at0, rng) for i in range(args.users)}
     users_bytes = tracemalloc.get_traced_memory()[0]
-    mirror = Mirror(1, T0, "pool", "oracle", market, assets, users)
-    index = Screen(market)
     t1 = time.perf_counter()
-    index.rebuild(users)
+    lm = LiveMirror(Mirror(1, T0, "pool", "oracle", market, assets, users), None, sources)  # type: ignore[arg-type]
     built = time.perf_counter() - t1
     total_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     if not args.no_freeze:
         gc.collect()
         gc.freeze()
-    print(f"{args.users:,} users over {args.reserves} reserves (revision {args.revision}) built in {t1 - t0:.1f} s; "
-          f"screen rows filled in {built * 1000:.0f} ms")
+    print(f"{args.users:,} users over {args.reserves} reserves (revision {args.revision}) built in {t1 - t0:.1f} s "
+          f"(under tracemalloc); screen rows filled in {built * 1000:.0f} ms")
     print(f"memory: users {users_bytes / 2**20:.0f} MB, screen {(total_bytes - users_bytes) / 2**20:.0f} MB "
-          f"(arrays {index.nbytes / 2**20:.0f} MB), total {total_bytes / 2**20:.0f} MB")
+          f"(arrays {lm.index.nbytes / 2**20:.0f} MB), total {total_bytes / 2**20:.0f} MB")
 
     times, passes, candidates, confirmed = [], [], [], []
     for _ in range(args.moves):
         rid = rng.randrange(args.reserves)
-        asset, old = assets[rid], market.prices[rid]
-        mirror.set_price(asset, max(1, int(old * (1 + rng.uniform(low, high)))))
-        ts = T0 + rng.randint(12, 3600)
+        old = lm.price(assets[rid])
+        new = max(1, int(old * (1 + rng.uniform(low, high))))
+        block, ts = lm.block + 1, lm.timestamp + rng.randint(1, 60)
+        logs = [answer_log(feeds[rid], new, block, ts)]
         start = time.perf_counter()
-        found, _ = screen(mirror, index, [asset], ts)
+        applied = lm.apply_block(block, logs)
+        found = lm.liquidatable(applied)
         times.append((time.perf_counter() - start) * 1000)
-        at = market_at(mirror.market, ts)
+        assert applied.prices == {assets[rid]: new}
+        assert applied.round_trips == 0
+        at = lm.mirror.at()
         start = time.perf_counter()
-        rows = index.candidates(at, {rid})
+        rows = lm.index.candidates(at, {rid})
         passes.append((time.perf_counter() - start) * 1000)
         candidates.append(len(rows))
         confirmed.append(len(found))
         exact = {u for u in rows if account_data(at, users[u]).health_factor < WAD}
         assert {a.user for a in found} == exact
-        mirror.set_price(asset, old)
+        lm.apply_block(block + 1, [answer_log(feeds[rid], old, block + 1, ts)])  # back to the same market
     per = sum(t - p for t, p in zip(times, passes, strict=True)) / max(1, sum(candidates))
-    print(f"one price move, screen + exact confirm: p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms "
+    print(f"one price move (apply its block, screen, exact confirm): p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms "
           f"(pass alone p50 {pct(passes, 50):.2f} ms, p99 {pct(passes, 99):.2f} ms; ~{per * 1000:.0f} us per candidate)")
+    slow = sorted(zip(times, candidates, strict=True))[-3:]
+    print("slowest moves (ms, candidates):", ", ".join(f"{t:.1f} / {c}" for t, c in slow))
     print(f"per move: candidates p50 {pct(candidates, 50):.0f} / max {max(candidates)}, "
           f"confirmed below 1 p50 {pct(confirmed, 50):.0f} / max {max(confirmed)}")
 

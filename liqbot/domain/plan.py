@@ -6,12 +6,16 @@ and the worker then reads the user fresh as it would without a plan."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from liqbot.domain.liquidation import Candidate, Seizure
+from liqbot.domain.close_factor import Rules
+from liqbot.domain.health import AccountData
+from liqbot.domain.liquidation import Candidate, ReservePosition, Seizure, decide
+from liqbot.domain.units import UINT256_MAX
 
 _INTS = ("debt_to_cover", "debt_arg", "collateral_seized", "protocol_fee", "debt_repaid", "gross_profit_base",
          "collateral_price", "debt_price", "native_price", "block")
@@ -49,3 +53,19 @@ class Plan:
                               ints["gross_profit_base"])
         return cls(candidate, ints["debt_arg"], ints["collateral_price"], ints["debt_price"], ints["native_price"],
                    ints["block"])
+
+
+def make_plan(positions: Sequence[ReservePosition], account: AccountData, *, rules: Rules, native_price: int,
+              gas_cost_base: int, min_profit_base: int, block: int) -> Plan | None:
+    """The detector's plan from exact positions: the most profitable pair, sized as if our inventory were
+    unlimited and passed as type(uint256).max, so the Pool takes exactly what it allows when the call
+    lands (interest accrued by then included; never v3.3 dust). None when nothing is worth sending: the
+    worker then reads the user and records why."""
+    unlimited = {p.asset: UINT256_MAX for p in positions if p.repayable}
+    decision = decide(positions, health_factor=account.health_factor, total_debt_base=account.debt_base, rules=rules,
+                      inventory=unlimited, gas_cost_base=gas_cost_base, min_profit_base=min_profit_base)
+    if decision.plan is None:
+        return None
+    prices = {p.asset: p.price for p in positions}
+    c = decision.plan
+    return Plan(c, UINT256_MAX, prices[c.collateral_asset], prices[c.debt_asset], native_price, block)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -142,8 +143,8 @@ class UserReader:
     def first(self, batch: Batch, users: Mapping[str, Iterable[int]]) -> None:
         for address, candidates in users.items():
             u = self.users[address] = _User(address)
-            batch.add(self.pool, aave.GET_USER_CONFIGURATION, (address,), lambda v, u=u: setattr(u, "config", v))
-            batch.add(self.pool, aave.GET_USER_EMODE, (address,), lambda v, u=u: setattr(u, "emode", v))
+            batch.add(self.pool, aave.GET_USER_CONFIGURATION, (address,), partial(setattr, u, "config"))
+            batch.add(self.pool, aave.GET_USER_EMODE, (address,), partial(setattr, u, "emode"))
             for rid in sorted(set(candidates)):
                 self._balances(batch, u, rid)
 
@@ -222,18 +223,18 @@ def read_sources(at: _Pinned, oracle: str, prices: Mapping[str, int],
     batch.add(oracle, aave.BASE_CURRENCY, (), base.append, optional=True)
     for asset in prices:
         if asset not in sources:
-            batch.add(oracle, aave.GET_SOURCE_OF_ASSET, (asset,), lambda s, a=asset: sources.__setitem__(a, s))
+            batch.add(oracle, aave.GET_SOURCE_OF_ASSET, (asset,), partial(sources.__setitem__, asset))
     batch.run(at)
     base_currency = None if failed(base[0]) else base[0]
     answers: dict[str, Any] = {}
     aggregators: dict[str, Any] = {}
     for source in set(sources.values()) - {ZERO_ADDRESS}:
-        batch.add(source, aave.LATEST_ANSWER, (), lambda v, s=source: answers.__setitem__(s, v), optional=True)
-        batch.add(source, aave.AGGREGATOR, (), lambda v, s=source: aggregators.__setitem__(s, v), optional=True)
+        batch.add(source, aave.LATEST_ANSWER, (), partial(answers.__setitem__, source), optional=True)
+        batch.add(source, aave.AGGREGATOR, (), partial(aggregators.__setitem__, source), optional=True)
     batch.run(at)
     behind = {a for a in aggregators.values() if not failed(a) and a != ZERO_ADDRESS and a not in answers}
     for agg in behind:
-        batch.add(agg, aave.LATEST_ANSWER, (), lambda v, s=agg: answers.__setitem__(s, v), optional=True)
+        batch.add(agg, aave.LATEST_ANSWER, (), partial(answers.__setitem__, agg), optional=True)
     batch.run(at)
 
     def answer(contract: str | None) -> int | None:

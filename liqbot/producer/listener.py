@@ -30,11 +30,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import websockets
 
+from liqbot.chain import aave
 from liqbot.chain.market import MarketInfo
 from liqbot.chain.reader import account_data
 from liqbot.chain.rpc import Rpc
-from liqbot.errors import RpcError
+from liqbot.domain.account import NotModelled, UnsupportedRevision
+from liqbot.domain.health import AccountData
+from liqbot.domain.liquidation import gas_cost_base
+from liqbot.domain.plan import Plan, make_plan
+from liqbot.errors import LiqbotError, RpcError
 from liqbot.logs import FAST
+from liqbot.mirror import Applied, LiveMirror
+from liqbot.mirror.events import TOPICS as MIRROR_TOPICS
 from liqbot.producer.events import PRICE_EVENTS, USER_EVENTS, classify, topics
 from liqbot.runtime import Runtime
 from liqbot.store.lease import Lease
@@ -87,6 +94,10 @@ class Producer:
         self.reconnects = 0
         self.recent: OrderedDict[int, str] = OrderedDict()  # block number -> hash, for reorg detection
         self.last_hf: dict[str, int] = {}  # user -> last health factor seen (wad), to check the riskiest first
+        self.mirror: LiveMirror | None = None  # every followed user's position in memory
+        self.use_mirror = rt.settings.mirror_detection
+        self.configurator = ""  # its logs move reserve configurations the mirror follows
+        self.base_fee = 0  # of the last head, for the gas a plan will cost
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -102,6 +113,9 @@ class Producer:
             self.known = set(self.last_hf)
             stored = get_cursor(session, CURSOR)
         self.cursor = stored if stored is not None else max(self.s.start_block - 1, -1)
+        if self.use_mirror:
+            self.configurator = aave.GET_POOL_CONFIGURATOR.decode(self.rpc().eth_call(
+                self.market.provider, aave.GET_POOL_CONFIGURATOR.calldata()))
         try:
             flag = self.rt.state.get_flag(FLAG)
             if flag is not None:
@@ -137,6 +151,8 @@ class Producer:
         if removed:
             self._reorged(removed)
             logs = [lg for lg in logs if not lg.get("removed")]
+            self.mirror = None  # it cannot step back: loaded again at the next head
+        applied = self._advance_mirror(logs) if live else None
         ch = classify(logs, self.market)
         for asset, user in ch.exposure:
             self.index.setdefault(asset, set()).add(user)
@@ -145,7 +161,9 @@ class Producer:
             for user in self.index.get(asset, ()):
                 users.setdefault(user, block)
         settled: set[str] = set()
-        if live and self.fast_path and users:
+        if live and self.fast_path and applied is not None:
+            settled = self.mirror_check(applied, users, detected_at, priced_only=users.keys() - ch.users.keys())
+        elif live and self.fast_path and users:
             settled = self.fast_check(users, detected_at, priced_only=users.keys() - ch.users.keys())
         if users:  # the settled users' parking is decided: unparking them now could undo a new park
             self._books.submit(self._publish_updates, users, detected_at, [u for u in users if u not in settled])
@@ -157,6 +175,7 @@ class Producer:
         """Advance the cursor, and catch reorgs the node does not announce with removed logs (anvil's
         `anvil_reorg` replaces blocks silently): a head whose parent is not the block we saw."""
         number, block_hash, parent = int(head["number"], 16), head.get("hash"), head.get("parentHash")
+        self.base_fee = int(head.get("baseFeePerGas") or "0x0", 16)
         known_parent = self.recent.get(number - 1)
         if (known_parent and parent and parent != known_parent) or (number in self.recent and self.recent[number] != block_hash):
             self._chain_reorged(number)
@@ -164,6 +183,8 @@ class Producer:
         while len(self.recent) > REORG_DEPTH:
             self.recent.popitem(last=False)
         self.save_cursor(number - 1)
+        if self.use_mirror and self.mirror is None and self.cursor >= 0:
+            self.load_mirror(number)
 
     def _chain_reorged(self, number: int) -> None:
         fork = number - 1
@@ -207,6 +228,81 @@ class Producer:
             log.warning("could not publish the reorg task: %s", exc)
         if ch.users:
             self._books.submit(self._publish_updates, dict(ch.users), time.time(), list(ch.users))
+
+    # --- the mirror ----------------------------------------------------------------------------------
+    def load_mirror(self, block: int) -> None:
+        """Every known user's position in memory, read pinned to `block`; later blocks arrive as logs. A
+        market the mirror cannot model runs on chain reads, said once here."""
+        t0 = time.monotonic()
+        try:
+            self.mirror = LiveMirror.load(self.rpc(), self.market.pool, self.known, block=block)
+        except (UnsupportedRevision, NotModelled) as exc:
+            log.warning("the mirror cannot model this market (%s): the fast path reads the chain instead", exc)
+            self.use_mirror = False
+            return
+        except (LiqbotError, OSError) as exc:
+            log.warning("loading the mirror failed (%s): the fast path reads the chain until the next head", exc)
+            return
+        if set(self.mirror.log_filter()["address"]) - set(self._log_filter()["address"]):
+            self.resubscribe = True
+        log.info("mirror loaded at block %d: %d users in %.2f s (Pool revision %d)", block, len(self.mirror.mirror.users),
+                 time.monotonic() - t0, self.mirror.mirror.revision)
+
+    def _advance_mirror(self, logs: list[dict]) -> list[Applied] | None:
+        """The mirror moved by these logs (blocks after its own); None when there is no mirror, or applying
+        failed (it is dropped and loaded again at the next head: never a half-applied mirror)."""
+        if self.mirror is None:
+            return None
+        try:
+            applied = self.mirror.apply(logs)
+        except Exception as exc:
+            log.warning("the mirror could not apply %d logs (%s): loading it again at the next head", len(logs), exc)
+            self.mirror = None
+            return None
+        if any(a.filter_changed for a in applied):
+            self.resubscribe = True
+        return applied
+
+    def mirror_check(self, applied: list[Applied], users: dict[str, int], detected_at: float,
+                     priced_only: AbstractSet[str]) -> set[str]:
+        """Health from memory, no node call: each applied block's touched users exactly, and every holder
+        of an asset it moved screened; each liquidatable user routed with its plan. Users the mirror
+        cannot model are read from the chain as before. Returns the users whose parking this settled."""
+        mirror = self.mirror
+        assert mirror is not None
+        t0 = time.time()
+        found: dict[str, tuple[AccountData, Applied]] = {}
+        for a in applied:
+            for acc in mirror.liquidatable(a):
+                found[acc.user] = (acc, a)
+        hopeless = {u for u, (acc, _) in found.items() if acc.collateral_base == 0 and u in priced_only}
+        dets = [Detection(u, a.block, detected_at, "fast", self._plan(acc, a)) for u, (acc, a) in found.items()
+                if u not in hopeless]
+        if dets:
+            self._route_detections(dets)
+            log.info("%s fast path (mirror): %d users liquidatable at block %d, found in %.1f ms", FAST, len(dets),
+                     applied[-1].block, (time.time() - t0) * 1000)
+        for det in dets:
+            self.last_hf[det.user] = found[det.user][0].health_factor
+        settled = {d.user for d in dets} | hopeless
+        unmodelled = {u: b for u, b in users.items() if u in mirror.unmodelled}
+        if unmodelled:
+            settled |= self.fast_check(unmodelled, detected_at, priced_only)
+        return settled
+
+    def _plan(self, acc: AccountData, a: Applied) -> Plan | None:
+        from liqbot.execution import rules_for
+
+        mirror, native = self.mirror, self.rt.native_asset
+        assert mirror is not None
+        try:
+            positions = mirror.positions(acc.user, a.timestamp)
+            native_price = mirror.price(native) if native else 0
+        except (NotModelled, KeyError):
+            return None
+        gas = gas_cost_base(self.s.liquidation_gas_estimate, self.base_fee + self.s.max_priority_fee_wei, native_price)
+        return make_plan(positions, acc, rules=rules_for(self.rt), native_price=native_price, gas_cost_base=gas,
+                         min_profit_base=self.s.min_profit_base, block=a.block)
 
     def fast_check(self, users: dict[str, int], detected_at: float, priced_only: AbstractSet[str] = frozenset()) -> set[str]:
         """Health of every affected user in batched calls, riskiest first (by the last health factor we
@@ -262,13 +358,15 @@ class Producer:
         return hits, hopeless
 
     def _route(self, found: dict[str, int], detected_at: float) -> None:
+        self._route_detections([Detection(user, block, detected_at, "fast") for user, block in found.items()])
+
+    def _route_detections(self, dets: list[Detection]) -> None:
         """Route users an event touched: their parking goes with their locks, in the same round trip."""
         try:
-            route_liquidations([Detection(user, block, detected_at, "fast") for user, block in found.items()],
-                               after_event=True)
+            route_liquidations(dets, after_event=True)
         except Exception as exc:  # Redis or the broker is down: keep them for later (dedupe drops repeats)
-            log.warning("%s cannot route %d users now (%s); buffered", FAST, len(found), exc)
-            self._buffer(found, detected_at, liquidatable=True)
+            log.warning("%s cannot route %d users now (%s); buffered", FAST, len(dets), exc)
+            self._buffer({d.user: d.block for d in dets}, dets[0].detected_at, liquidatable=True)
 
     def _publish_updates(self, users: dict[str, int], detected_at: float, unpark: list[str]) -> None:
         """Bookkeeping for every affected user, after unparking `unpark` (so that update_position may
@@ -386,8 +484,11 @@ class Producer:
                                       open_timeout=10) as ws:
             await self._subscribe(ws)
             head = int(await loop.run_in_executor(self._checks, self.rpc().call, "eth_blockNumber"), 16)
+            self.mirror = None  # a gap's backfill does not carry every log the mirror follows: load it anew
             await loop.run_in_executor(self._checks, self.backfill, head, self.reconnects > 0)
             backfilled_to = head
+            if self.use_mirror:
+                await loop.run_in_executor(self._checks, self.load_mirror, head)
             loop.run_in_executor(self._checks, self.learn_risk)  # beside the stream, not before it
             log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")
             self.report("connected", head=head)
@@ -427,7 +528,15 @@ class Producer:
         log.info("subscribed to logs of %d contracts and to new heads", len(self.market.watched_addresses))
 
     def _log_filter(self) -> dict:
-        return {"address": self.market.watched_addresses, "topics": topics((*USER_EVENTS, *PRICE_EVENTS))}
+        """What the producer reads, and, with the mirror, everything the mirror follows (its Pool
+        configurator, the oracle, reserve and e-mode events) from the first block it will apply."""
+        addresses, topic0 = set(self.market.watched_addresses), set(topics((*USER_EVENTS, *PRICE_EVENTS))[0])
+        if self.use_mirror:
+            addresses |= {a for a in (self.configurator, self.market.oracle) if a}
+            topic0 |= set(MIRROR_TOPICS)
+            if self.mirror is not None:
+                addresses |= set(self.mirror.log_filter()["address"])
+        return {"address": sorted(addresses), "topics": [sorted(topic0)]}
 
     async def _request(self, ws: websockets.ClientConnection, method: str, params: list) -> str:
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))

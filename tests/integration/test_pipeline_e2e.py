@@ -82,6 +82,7 @@ def test_fast_path_liquidates_every_liquidatable_borrower(chain: Devnet, env: di
     assert {a.path for a in first.values()} == {"fast"}
     assert all(a.detected_block > 0 and a.latency_ms > 0 for a in first.values())
     assert "⚡ liquidation sent" in stack.procs["priority"].text()
+    assert "fast path (mirror)" in producer.text()  # health from memory, each user routed with its plan
     _report("fast path", first)
 
 

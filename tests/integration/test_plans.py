@@ -17,7 +17,7 @@ from liqbot.domain.units import UINT256_MAX
 from liqbot.execution import rules_for, run_and_record
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
-from tests.helpers import liquidations, open_position
+from tests.helpers import liquidations, open_position, wait_until
 
 pytestmark = pytest.mark.aave()
 
@@ -25,6 +25,12 @@ pytestmark = pytest.mark.aave()
 def _record(user: str, block: int) -> dict:
     now = time.time()
     return {"user": user, "path": "fast", "detected_block": block, "detected_at": now, "started_at": now}
+
+
+def _mined(chain: Devnet, block: int, n: int) -> list[dict]:
+    """anvil answers a send before it has mined it: wait for the liquidations' logs."""
+    return wait_until(lambda: (ev := liquidations(chain.rpc, chain.market.pool, block)) and len(ev) >= n and ev, 10,
+                      f"{n} liquidations mined")
 
 
 def _plan(rt: Runtime, user: str) -> Plan:
@@ -45,7 +51,7 @@ def test_a_plan_is_simulated_and_sent_without_a_fresh_read(chain: Devnet, rt: Ru
     result = run_and_record(rt, _record(user, block), "⚡", plan=plan)
     assert result.outcome == "sent", result.reason
     assert set(result.stages_ms) == {"sim", "send"}  # two round trips: no read
-    (event,) = liquidations(chain.rpc, chain.market.pool, block)
+    (event,) = _mined(chain, block, 1)
     assert event["user"] == user
     assert event["debtToCover"] == pytest.approx(plan.candidate.seizure.debt_repaid, rel=1e-6)
 
@@ -62,7 +68,7 @@ def test_a_plan_the_chain_disagrees_with_falls_back_to_a_fresh_read(chain: Devne
     assert result.outcome == "sent", result.reason
     assert "read" in result.stages_ms
     assert result.reason.startswith(f"plan of block {good.block} disagreed")
-    (event,) = liquidations(chain.rpc, chain.market.pool, block)
+    (event,) = _mined(chain, block, 1)
     assert event["collateralAsset"] == c.collateral_asset
     with rt.sessions() as s:
         (row,) = attempts_for(s, user)
@@ -86,4 +92,4 @@ def test_a_groups_siblings_bring_the_plans_their_routing_left(chain: Devnet, rt:
     result = run_and_record(rt, _record(users[0], block), "⚡", group=[(users[1], "sibling-task")], plan=plans[users[0]])
     assert result.outcome == "sent", result.reason
     assert (set(result.stages_ms), result.group) == ({"sim", "send"}, 2)
-    assert {e["user"] for e in liquidations(chain.rpc, chain.market.pool, block)} == set(users)
+    assert {e["user"] for e in _mined(chain, block, 2)} == set(users)
