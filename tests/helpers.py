@@ -60,3 +60,34 @@ def make_liquidatable_borrower(chain, who: str = "user4", weth: int = 10, usdc: 
     user = open_position(chain, who, weth, usdc)
     move_price(chain.market, "WETH", pct=pct)
     return user
+
+
+def attempt_record(user: str, block: int = 1) -> dict:
+    """What a liquidation task hands `run_and_record`: the user, as detected now at `block`."""
+    now = time.time()
+    return {"user": user, "path": "fast", "detected_block": block, "detected_at": now, "started_at": now}
+
+
+def runtime_with(monkeypatch, **env: str):
+    """The process runtime rebuilt with these settings on top of the test's environment."""
+    from liqbot.runtime import runtime
+    from tests.integration.conftest import reset_caches
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    reset_caches()
+    return runtime()
+
+
+def producer_after_backfill(chain, rt, fast_path: bool = True):
+    """A producer that has seen the market's history (who holds what), as after its backfill."""
+    from liqbot.producer.events import USER_EVENTS, topics
+    from liqbot.producer.listener import Producer
+
+    producer = Producer(rt)
+    producer.fast_path = fast_path
+    history = chain.rpc.call("eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest", "topics": topics(USER_EVENTS),
+                                             "address": [chain.market.pool, *producer.market.by_a_token]})
+    producer.handle(history, time.time(), live=False)
+    producer._books.submit(lambda: None).result()
+    return producer

@@ -12,22 +12,7 @@ import pytest
 from liqbot.devnet import Devnet, move_price
 from liqbot.store.attempts import attempts_for
 from liqbot.store.db import BreakerEvent
-from tests.helpers import liquidations, open_position
-from tests.integration.conftest import reset_caches
-
-
-def _record(user: str) -> dict:
-    now = time.time()
-    return {"user": user, "path": "fast", "detected_block": 1, "detected_at": now, "started_at": now}
-
-
-def _runtime(monkeypatch: pytest.MonkeyPatch, **env: str):
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    reset_caches()
-    from liqbot.runtime import runtime
-
-    return runtime()
+from tests.helpers import attempt_record, liquidations, open_position, runtime_with
 
 
 def test_injected_reverts_trip_the_breaker_and_a_probe_closes_it(chain: Devnet, env: dict,
@@ -37,26 +22,26 @@ def test_injected_reverts_trip_the_breaker_and_a_probe_closes_it(chain: Devnet, 
 
     users = [open_position(chain, who, weth=10, usdc=15_000) for who in ("user4", "user5", "user6", "user7", "user8")]
     start = move_price(chain.market, "WETH", pct=-10).block
-    rt = _runtime(monkeypatch, FAULT_INJECT_REVERT="true", BREAKER_MAX_FAILURES="2", BREAKER_COOLDOWN_SECS="2")
+    rt = runtime_with(monkeypatch, FAULT_INJECT_REVERT="true", BREAKER_MAX_FAILURES="2", BREAKER_COOLDOWN_SECS="2")
 
     for user in users[:2]:
-        assert run_and_record(rt, _record(user), "⚡").outcome == "sent"
+        assert run_and_record(rt, attempt_record(user), "⚡").outcome == "sent"
     assert track_receipts() == 2
     with rt.sessions() as s:
         assert [a.outcome for u in users[:2] for a in attempts_for(s, u)] == ["reverted", "reverted"]
     assert rt.breaker.state().state == "open"
 
-    refused = run_and_record(rt, _record(users[2]), "⚡")
+    refused = run_and_record(rt, attempt_record(users[2]), "⚡")
     assert refused.outcome == "skipped"
     assert refused.reason.startswith("breaker open")
 
-    rt = _runtime(monkeypatch, FAULT_INJECT_REVERT="false", BREAKER_MAX_FAILURES="2", BREAKER_COOLDOWN_SECS="2")
+    rt = runtime_with(monkeypatch, FAULT_INJECT_REVERT="false", BREAKER_MAX_FAILURES="2", BREAKER_COOLDOWN_SECS="2")
     time.sleep(2.1)
-    assert run_and_record(rt, _record(users[2]), "⚡").outcome == "sent"  # the half-open probe
-    assert run_and_record(rt, _record(users[3]), "⚡").reason.startswith("breaker open")  # one probe only
+    assert run_and_record(rt, attempt_record(users[2]), "⚡").outcome == "sent"  # the half-open probe
+    assert run_and_record(rt, attempt_record(users[3]), "⚡").reason.startswith("breaker open")  # one probe only
     assert track_receipts() == 1
     assert rt.breaker.state().state == "closed"
-    assert run_and_record(rt, _record(users[4]), "⚡").outcome == "sent"
+    assert run_and_record(rt, attempt_record(users[4]), "⚡").outcome == "sent"
 
     mined = {e["user"] for e in liquidations(chain.rpc, chain.market.pool, start)}
     assert mined == {users[2], users[4]}
@@ -68,7 +53,7 @@ def test_injected_reverts_trip_the_breaker_and_a_probe_closes_it(chain: Devnet, 
 
 
 def test_breaker_cli_status_and_reset(chain: Devnet, env: dict, monkeypatch: pytest.MonkeyPatch):
-    rt = _runtime(monkeypatch)
+    rt = runtime_with(monkeypatch)
     rt.breaker.gas(10**12, 10**9)
     run = lambda *a: subprocess.run([sys.executable, "-m", "liqbot", "breaker", *a], capture_output=True, text=True,  # noqa: E731
                                     check=False, timeout=60)

@@ -3,8 +3,6 @@ predictions checked against what the Pool actually seizes."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from liqbot.chain import aave
@@ -15,15 +13,10 @@ from liqbot.domain.liquidation import decide
 from liqbot.execution import rules_for, run_and_record
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
-from tests.helpers import liquidations, open_position
+from tests.helpers import attempt_record, liquidations, open_position
 
 pytestmark = pytest.mark.aave()  # close factor, dust and pair rules differ from v3.3 on
 WAD = 10**18
-
-
-def _record(user: str) -> dict:
-    now = time.time()
-    return {"user": user, "path": "fast", "detected_block": 1, "detected_at": now, "started_at": now}
 
 
 def _predict(rt: Runtime, user: str):
@@ -43,7 +36,7 @@ def test_close_factor_half_above_095_all_below_and_the_seizure_matches_the_pool(
     assert (0.95 * WAD < hf < WAD) if share == "half" else (hf <= 0.95 * WAD)
     debt = next(p.debt for p in snap.positions if p.debt)
 
-    result = run_and_record(rt, _record(user), "⚡")
+    result = run_and_record(rt, attempt_record(user), "⚡")
     assert result.outcome == "sent", result.reason
     (event,) = liquidations(chain.rpc, chain.market.pool, start)
     expected_cover = debt // 2 if share == "half" else debt
@@ -64,7 +57,7 @@ def test_a_user_with_several_collaterals_is_liquidated_on_the_most_profitable_pa
     _, decision = _predict(rt, user)
     assert decision.plan is not None
     assert decision.plan.collateral_asset == m.reserve("WBTC").address
-    assert run_and_record(rt, _record(user), "⚡").outcome == "sent"
+    assert run_and_record(rt, attempt_record(user), "⚡").outcome == "sent"
     (event,) = liquidations(chain.rpc, m.pool, start)
     assert event["collateralAsset"] == m.reserve("WBTC").address
     assert event["debtAsset"] == m.reserve("USDC").address
@@ -82,7 +75,7 @@ def test_a_dust_position_that_cannot_pay_for_its_gas_is_skipped_with_the_reason(
     tx.settle()
     start = move_price(m, "WETH", pct=-15).block
     assert read_snapshot(rt.rpc, rt.market, user).account.liquidatable
-    result = run_and_record(rt, _record(user), "⚡")
+    result = run_and_record(rt, attempt_record(user), "⚡")
     assert (result.outcome, result.reason) == ("skipped", "unprofitable")
     with rt.sessions() as s:
         (attempt,) = attempts_for(s, user)
@@ -101,7 +94,7 @@ def test_dry_run_does_everything_but_send(chain: Devnet, env: dict, monkeypatch:
     rt = runtime()
     user = open_position(chain, "user7", weth=10, usdc=15_000)
     start = move_price(chain.market, "WETH", pct=-10).block
-    result = run_and_record(rt, _record(user), "⚡")
+    result = run_and_record(rt, attempt_record(user), "⚡")
     assert result.outcome == "dry_run"
     with rt.sessions() as s:
         (attempt,) = attempts_for(s, user)

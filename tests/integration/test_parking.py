@@ -19,7 +19,6 @@ from liqbot.chain.reader import account_data
 from liqbot.devnet import Devnet, move_price, seed_borrowers
 from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.devnet.txs import TxSender
-from liqbot.producer.events import USER_EVENTS, topics
 from liqbot.producer.listener import Producer
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
@@ -27,7 +26,7 @@ from liqbot.store.db import Attempt, session_factory
 from liqbot.store.redis import State
 from liqbot.tasks import positions, scan
 from liqbot.tasks.scan import scan_users
-from tests.helpers import liquidations, open_position, wait_until
+from tests.helpers import liquidations, open_position, producer_after_backfill, wait_until
 
 NOTHING_TO_SEIZE = "no seizable collateral or repayable debt"
 
@@ -63,17 +62,6 @@ def _dust(chain: Devnet, who: str = "user6") -> str:
     tx.settle()
     move_price(m, "WETH", pct=-15)
     return user
-
-
-def _producer(chain: Devnet, rt: Runtime, fast_path: bool = True) -> Producer:
-    """A producer that has seen the market's history (who holds what), as after its backfill."""
-    producer = Producer(rt)
-    producer.fast_path = fast_path
-    history = chain.rpc.call("eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest", "topics": topics(USER_EVENTS),
-                                             "address": [chain.market.pool, *producer.market.by_a_token]})
-    producer.handle(history, time.time(), live=False)
-    producer._books.submit(lambda: None).result()
-    return producer
 
 
 def _deliver(chain: Devnet, producer: Producer, since: int) -> None:
@@ -118,7 +106,7 @@ def _scan_everything(rt: Runtime, user: str) -> None:
 def test_a_bad_debt_user_is_attempted_once_then_not_again_until_something_changes(chain: Devnet, rt: Runtime):
     m = chain.market
     user = _leave_bad_debt(chain)
-    producer = _producer(chain, rt)
+    producer = producer_after_backfill(chain, rt)
     rt.state.heartbeat("test-priority")
 
     assert scan_users([user], "test scan") == 1
@@ -168,7 +156,7 @@ def test_a_price_move_unparks_a_dust_user_once(chain: Devnet, env: dict, monkeyp
     rt = runtime()
     m = chain.market
     user = _dust(chain)
-    producer = _producer(chain, rt)
+    producer = producer_after_backfill(chain, rt)
     rt.state.heartbeat("test-priority")
     assert scan_users([user], "test scan") == 1
     (first,) = _lane(rt, user, 1)
@@ -190,7 +178,7 @@ def test_a_price_move_unparks_a_dust_user_once(chain: Devnet, env: dict, monkeyp
 
 def test_without_the_fast_path_the_producer_unparks_before_bookkeeping_routes(chain: Devnet, rt: Runtime):
     user = _dust(chain)
-    producer = _producer(chain, rt, fast_path=False)
+    producer = producer_after_backfill(chain, rt, fast_path=False)
     rt.state.park({user: "unprofitable"})
     _scan_everything(rt, user)
 

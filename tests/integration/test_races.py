@@ -4,7 +4,6 @@ as lost (with the rival's transaction) and never counted by the breaker."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,26 +15,11 @@ from liqbot.devnet import Devnet, move_price
 from liqbot.devnet.txs import TxSender
 from liqbot.execution import run_and_record
 from liqbot.store.attempts import attempts_for
-from tests.helpers import open_position
-from tests.integration.conftest import reset_caches
+from tests.helpers import attempt_record, open_position, runtime_with
 
 pytestmark = pytest.mark.aave()  # custom errors from v3.4, and v3.3+ burns the debt a seizure leaves
 RIVAL = "user9"
 GWEI = 10**9
-
-
-def _record(user: str) -> dict:
-    now = time.time()
-    return {"user": user, "path": "fast", "detected_block": 1, "detected_at": now, "started_at": now}
-
-
-def _runtime(monkeypatch: pytest.MonkeyPatch, **env: str):
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    reset_caches()
-    from liqbot.runtime import runtime
-
-    return runtime()
 
 
 @contextmanager
@@ -75,14 +59,14 @@ def _base_fee(chain: Devnet) -> int:
 
 def test_a_pending_rival_with_a_lower_fee_is_outbid_and_we_are_mined_first(chain: Devnet, env: dict,
                                                                              monkeypatch: pytest.MonkeyPatch):
-    rt = _runtime(monkeypatch)
+    rt = runtime_with(monkeypatch)
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     _armed(chain)
     move_price(chain.market, "WETH", pct=-20)
     base = _base_fee(chain)
     with mempool(chain):
         rival_tx = _rival_liquidates(chain, user, max_fee=2 * base + 2 * GWEI, tip=2 * GWEI)
-        result = run_and_record(rt, _record(user), "⚡")
+        result = run_and_record(rt, attempt_record(user), "⚡")
         assert result.outcome == "sent", result.reason
         assert result.reason.startswith(f"outbid pending rival {rival_tx}")
         chain.rpc.call("evm_mine")
@@ -99,14 +83,14 @@ def test_a_pending_rival_with_a_lower_fee_is_outbid_and_we_are_mined_first(chain
 
 def test_a_rival_bidding_above_our_cap_is_a_lost_race_and_nothing_is_sent(chain: Devnet, env: dict,
                                                                             monkeypatch: pytest.MonkeyPatch):
-    rt = _runtime(monkeypatch, MAX_GAS_PRICE_GWEI="50")
+    rt = runtime_with(monkeypatch, MAX_GAS_PRICE_GWEI="50")
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     _armed(chain)
     move_price(chain.market, "WETH", pct=-20)
     nonce = int(chain.rpc.call("eth_getTransactionCount", rt.sender.address, "pending"), 16)
     with mempool(chain):
         rival_tx = _rival_liquidates(chain, user, max_fee=100 * GWEI, tip=60 * GWEI)
-        result = run_and_record(rt, _record(user), "⚡")
+        result = run_and_record(rt, attempt_record(user), "⚡")
         assert result.outcome == "lost"
         assert rival_tx in result.reason
         assert int(chain.rpc.call("eth_getTransactionCount", rt.sender.address, "pending"), 16) == nonce
@@ -120,14 +104,14 @@ def test_races_lost_on_chain_are_recorded_as_lost_and_never_trip_the_breaker(cha
                                                                                monkeypatch: pytest.MonkeyPatch):
     from liqbot.tasks.receipts import track_receipts
 
-    rt = _runtime(monkeypatch, BREAKER_MAX_FAILURES="2")
+    rt = runtime_with(monkeypatch, BREAKER_MAX_FAILURES="2")
     users = [open_position(chain, who, weth=10, usdc=15_000) for who in ("user4", "user5", "user6")]
     _armed(chain)
     move_price(chain.market, "WETH", pct=-25)  # below HF 0.95: the rival repays all of each user's debt
     rivals = {}
     with mempool(chain):
         for user in users:
-            sent = run_and_record(rt, _record(user), "⚡")
+            sent = run_and_record(rt, attempt_record(user), "⚡")
             assert sent.outcome == "sent", sent.reason
             rivals[user] = _rival_liquidates(chain, user, max_fee=2 * sent.fields["max_fee"], tip=2 * sent.fields["tip"])
         chain.rpc.call("evm_mine")
@@ -142,13 +126,13 @@ def test_races_lost_on_chain_are_recorded_as_lost_and_never_trip_the_breaker(cha
 
 def test_a_user_liquidated_by_a_rival_since_the_detection_is_a_lost_race(chain: Devnet, env: dict,
                                                                            monkeypatch: pytest.MonkeyPatch):
-    rt = _runtime(monkeypatch)
+    rt = runtime_with(monkeypatch)
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     _armed(chain)
     detected = move_price(chain.market, "WETH", pct=-25).block
     base = _base_fee(chain)
     rival_tx = _rival_liquidates(chain, user, max_fee=2 * base + 2 * GWEI, tip=2 * GWEI)  # mined at once
-    result = run_and_record(rt, {**_record(user), "detected_block": detected}, "⚡")
+    result = run_and_record(rt, attempt_record(user, detected), "⚡")
     assert (result.outcome, result.reason) == ("lost", f"lost race: liquidated first by {rival_tx}")
     with rt.sessions() as s:
         (row,) = attempts_for(s, user)

@@ -12,10 +12,9 @@ from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
 from liqbot.devnet import Devnet, move_price
 from liqbot.producer import listener
-from liqbot.producer.events import USER_EVENTS, topics
 from liqbot.producer.listener import Producer
 from liqbot.runtime import Runtime
-from tests.helpers import open_position
+from tests.helpers import open_position, producer_after_backfill
 
 HEALTH = "0x" + aave.GET_USER_ACCOUNT_DATA.selector.hex()
 
@@ -52,17 +51,6 @@ def record(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def _producer_knowing(chain: Devnet, rt: Runtime, fast_path: bool) -> Producer:
-    """A producer that has seen the market's history (who holds what), as after its backfill."""
-    producer = Producer(rt)
-    producer.fast_path = fast_path
-    history = chain.rpc.call("eth_getLogs", {"fromBlock": "0x0", "toBlock": "latest", "topics": topics(USER_EVENTS),
-                                             "address": [chain.market.pool, *producer.market.by_a_token]})
-    producer.handle(history, time.time(), live=False)
-    producer._books.submit(lambda: None).result()
-    return producer
-
-
 def _swap(chain: Devnet, producer: Producer, pct: int) -> tuple[list[dict], str]:
     """Swap WETH's source to a feed at `pct`; returns the logs the producer's subscription delivers."""
     before = int(chain.rpc.call("eth_blockNumber"), 16)
@@ -76,7 +64,7 @@ def _swap(chain: Devnet, producer: Producer, pct: int) -> tuple[list[dict], str]
 def test_a_source_swap_is_checked_before_the_market_is_read_again(chain: Devnet, rt: Runtime, record: list[str]):
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     rt.state.heartbeat("test-priority")
-    producer = _producer_knowing(chain, rt, fast_path=True)
+    producer = producer_after_backfill(chain, rt, fast_path=True)
     logs, feed = _swap(chain, producer, pct=-10)
     record.clear()
 
@@ -97,7 +85,7 @@ def test_a_source_swap_is_checked_before_the_market_is_read_again(chain: Devnet,
 def test_without_the_fast_path_a_source_swap_only_refreshes_the_market(chain: Devnet, rt: Runtime, record: list[str]):
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     rt.state.heartbeat("test-priority")
-    producer = _producer_knowing(chain, rt, fast_path=False)
+    producer = producer_after_backfill(chain, rt, fast_path=False)
     logs, feed = _swap(chain, producer, pct=-10)
     default_before = rt.state.queue_depth("default")
     record.clear()
