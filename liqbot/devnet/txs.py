@@ -107,6 +107,9 @@ class TxSender:
         receipts: list[dict | None] = [None] * len(pending)
         deadline = time.monotonic() + timeout
         head = None
+        # Only interval mining drops transactions; under automine a send the node has not shown yet is still
+        # being mined, and sending it again (a new nonce) would do it twice.
+        automine = bool(pending) and self.rpc.call("anvil_getAutomine")
         while True:
             before = [i for i, r in enumerate(receipts) if r is None]
             for j in range(0, len(before), chunk):
@@ -120,7 +123,7 @@ class TxSender:
             if len(missing) < len(before):
                 deadline = time.monotonic() + timeout
             block = self.rpc.call("eth_blockNumber")
-            if head is not None and block != head:
+            if head is not None and block != head and not automine:
                 self._resend_dropped([pending[i] for i in missing], chunk)
             head = block
             if time.monotonic() > deadline:
