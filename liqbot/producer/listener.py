@@ -66,6 +66,9 @@ def risk_batches(users: list[str], size: int) -> Iterator[list[str]]:
         step = min(size, step * 4)
 
 
+MIRROR_RETRY_SECS = 5.0  # a load reads every user: while the node fails it, heads keep flowing on chain reads
+
+
 class LostLease(Exception):
     """Another producer holds the lease now: stop working, go back to standby."""
 
@@ -96,6 +99,7 @@ class Producer:
         self.last_hf: dict[str, int] = {}  # user -> last health factor seen (wad), to check the riskiest first
         self.mirror: LiveMirror | None = None  # every followed user's position in memory
         self.use_mirror = rt.settings.mirror_detection
+        self._mirror_tried = 0.0  # a failing load is retried on a later head, not on every one
         self.configurator = ""  # its logs move reserve configurations the mirror follows
         self.base_fee = 0  # of the last head, for the gas a plan will cost
 
@@ -183,7 +187,8 @@ class Producer:
         while len(self.recent) > REORG_DEPTH:
             self.recent.popitem(last=False)
         self.save_cursor(number - 1)
-        if self.use_mirror and self.mirror is None and self.cursor >= 0:
+        if self.use_mirror and self.mirror is None and self.cursor >= 0 and \
+                time.monotonic() - self._mirror_tried > MIRROR_RETRY_SECS:
             self.load_mirror(number)
 
     def _chain_reorged(self, number: int) -> None:
@@ -233,7 +238,7 @@ class Producer:
     def load_mirror(self, block: int) -> None:
         """Every known user's position in memory, read pinned to `block`; later blocks arrive as logs. A
         market the mirror cannot model runs on chain reads, said once here."""
-        t0 = time.monotonic()
+        t0 = self._mirror_tried = time.monotonic()
         try:
             self.mirror = LiveMirror.load(self.rpc(), self.market.pool, self.known, block=block)
         except (UnsupportedRevision, NotModelled) as exc:
