@@ -72,6 +72,14 @@ class LiqbotCollector(Collector):
         parked, _ = rt.state.parked(0)
         yield GaugeMetricFamily("liqbot_parked_users", "Users left off the lane until an event or a price move touches "
                                 "them (bad debt, dust)", value=parked)
+        audit = rt.state.mirror_audit()
+        if audit:
+            yield GaugeMetricFamily("liqbot_mirror_drift", "Users whose health the mirror computed differently from the "
+                                    "chain at its last comparison", value=int(audit["drift"]))
+            yield GaugeMetricFamily("liqbot_mirror_compared", "Users compared at the mirror's last comparison",
+                                    value=int(audit["compared"]))
+            yield GaugeMetricFamily("liqbot_mirror_audit_block", "Block of the mirror's last comparison",
+                                    value=int(audit["block"]))
         counters = rt.state.counters()
         routed = CounterMetricFamily("liqbot_routing", "Routing events (deduped, fallback)", labels=["event"])
         for name, n in counters.items():

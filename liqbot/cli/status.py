@@ -39,6 +39,7 @@ def gather() -> dict:
     out["producer"] = producer or {"state": "not running"}
     out["head"] = head
     out["counters"] = rt.state.counters()
+    out["mirror"] = rt.state.mirror_audit()
     count, some = rt.state.parked(PARKED_SHOWN)
     out["parked"] = {"count": count, "users": [{"user": u, "reason": why, "since": at} for u, why, at in some]}
     with rt.sessions() as s:
@@ -64,6 +65,13 @@ def status(market: MarketOpt = None) -> None:
                   + (f", last error: {p['error']}" if p.get("error") else ""))
     b = info["breaker"]
     console.print(f"breaker: [bold]{b['state']}[/]" + (f" ({b['cause']})" if b["cause"] else ""))
+    m = info["mirror"]
+    if m:
+        ago = time.time() - float(m.get("at", 0))
+        console.print(f"mirror: drift [bold]{m['drift']}[/] of {m['compared']} users at block {m['block']} "
+                      f"(compared with the chain {ago:.0f} s ago in {float(m['secs']):.2f} s; {m['skipped']} not compared)")
+    else:
+        console.print("mirror: not compared with the chain yet (the producer does it at the full rescan's interval)")
     if info["counters"]:
         console.print("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counters"].items())))
     parked = info["parked"]

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import websockets
 
@@ -40,7 +40,8 @@ from liqbot.domain.liquidation import gas_cost_base
 from liqbot.domain.plan import Plan, make_plan
 from liqbot.errors import LiqbotError, RpcError
 from liqbot.logs import FAST
-from liqbot.mirror import Applied, LiveMirror
+from liqbot.mirror import Applied, LiveMirror, Mirror
+from liqbot.mirror.audit import Audit, audit, snapshot
 from liqbot.mirror.events import TOPICS as MIRROR_TOPICS
 from liqbot.producer.events import PRICE_EVENTS, USER_EVENTS, classify, topics
 from liqbot.runtime import Runtime
@@ -54,6 +55,7 @@ FLAG = "ws_fast_path"
 BUFFER_MAX = 100_000
 LEASE_TTL_SECS = 5.0
 REORG_DEPTH = 64
+DRIFT_LOGGED = 20  # drifting users logged per audit, each with both values
 STREAM_ERRORS = (websockets.ConnectionClosed, websockets.InvalidHandshake, OSError, RpcError, asyncio.TimeoutError)
 
 
@@ -102,6 +104,9 @@ class Producer:
         self._mirror_tried = 0.0  # a failing load is retried on a later head, not on every one
         self.configurator = ""  # its logs move reserve configurations the mirror follows
         self.base_fee = 0  # of the last head, for the gas a plan will cost
+        self._audits = ThreadPoolExecutor(1, thread_name_prefix="audit")
+        self._audit: Future | None = None
+        self._audit_due = 0.0
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -190,6 +195,7 @@ class Producer:
         if self.use_mirror and self.mirror is None and self.cursor >= 0 and \
                 time.monotonic() - self._mirror_tried > MIRROR_RETRY_SECS:
             self.load_mirror(number)
+        self._maybe_audit()
 
     def _chain_reorged(self, number: int) -> None:
         fork = number - 1
@@ -252,6 +258,32 @@ class Producer:
             self.resubscribe = True
         log.info("mirror loaded at block %d: %d users in %.2f s (Pool revision %d)", block, len(self.mirror.mirror.users),
                  time.monotonic() - t0, self.mirror.mirror.revision)
+        self._audit_due = time.monotonic() + self.s.full_rescan_interval_secs
+
+    def _maybe_audit(self) -> None:
+        """At the full rescan's interval, compare the mirror with the chain in the background: a snapshot of
+        it at this block (later events do not touch it) against `getUserAccountData` pinned to that block."""
+        if self.mirror is None or time.monotonic() < self._audit_due or (self._audit and not self._audit.done()):
+            return
+        self._audit_due = time.monotonic() + self.s.full_rescan_interval_secs
+        self._audit = self._audits.submit(self.audit_mirror, snapshot(self.mirror.mirror), set(self.mirror.unmodelled))
+
+    def audit_mirror(self, snap: Mirror, unmodelled: AbstractSet[str] = frozenset()) -> Audit:
+        """Count the users whose (collateral, debt, threshold, HF) the mirror gets wrong, log each with both
+        values, and leave the figures for `liqbot status` and the metrics."""
+        result = audit(snap, self.rpc(), skip=unmodelled, batch_size=self.s.scan_batch_size)
+        for d in result.drift[:DRIFT_LOGGED]:
+            log.warning("mirror drift at block %d: user %s: %s", result.block, d.user, d.describe())
+        if len(result.drift) > DRIFT_LOGGED:
+            log.warning("mirror drift at block %d: %d more users", result.block, len(result.drift) - DRIFT_LOGGED)
+        log.log(logging.WARNING if result.drift else logging.INFO,
+                "mirror audit at block %d: %d users compared with the chain in %.2f s, drift %d (%d not compared)",
+                result.block, result.compared, result.secs, len(result.drift), result.skipped)
+        try:
+            self.rt.state.record_audit(result.summary())
+        except Exception as exc:
+            log.warning("cannot record the mirror audit in Redis: %s", exc)
+        return result
 
     def _advance_mirror(self, logs: list[dict]) -> list[Applied] | None:
         """The mirror moved by these logs (blocks after its own); None when there is no mirror, or applying

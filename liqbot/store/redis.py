@@ -225,3 +225,10 @@ class State:
 
     def counters(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.r.hgetall(self.key("stats")).items()}
+
+    # --- the mirror's last comparison with the chain (the producer writes it; status and metrics read it) ---
+    def record_audit(self, summary: dict[str, str]) -> None:
+        self.r.hset(self.key("mirror", "audit"), mapping=summary)
+
+    def mirror_audit(self) -> dict[str, str]:
+        return self.r.hgetall(self.key("mirror", "audit"))

@@ -280,3 +280,17 @@ def test_prices_follow_direct_feeds_and_read_the_rest():
     assert sources.on_answers({aggregator: 0}) == ({}, {WETH})  # the oracle would ask its fallback
     sources.watch(address(26), [WETH])
     assert sources.on_answers({address(26): 5}) == ({}, {WETH})
+
+
+def test_compare_counts_any_difference_in_the_compared_fields_and_ignores_unread_users():
+    from liqbot.domain.health import AccountData
+    from liqbot.mirror.audit import compare
+
+    same = AccountData("0xa", 10, 5, 1, 8000, 7000, 16 * 10**17)
+    chain = {"0xa": same, "0xb": AccountData("0xb", 10, 5, 1, 8000, 7000, 10**18),
+             "0xc": AccountData("0xc", 10, 5, 99, 8000, 6000, 10**18)}
+    mirror = {"0xa": same, "0xb": AccountData("0xb", 10, 5, 1, 8000, 7000, 10**18 + 1),
+              "0xc": AccountData("0xc", 10, 5, 1, 8000, 7000, 10**18), "0xd": same}
+    (drift,) = compare(mirror, chain)  # available borrows and LTV are not compared; 0xd was not read
+    assert drift.user == "0xb"
+    assert drift.describe() == f"health_factor: mirror {10**18 + 1} chain {10**18}"
