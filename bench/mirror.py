@@ -92,44 +92,37 @@ def answer_log(feed: str, answer: int, block: int, timestamp: int) -> dict:
             "logIndex": "0x0"}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--reserves", type=int, default=6, choices=range(2, len(ASSETS) + 1))
-    ap.add_argument("--moves", type=int, default=50)
-    ap.add_argument("--revision", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--pct", default="-5,2", help="the range of a move, in percent: low,high")
-    ap.add_argument("--no-freeze", action="store_true", help="leave the loaded objects to the cyclic garbage collector")
-    args = ap.parse_args()
-    low, high = (float(x) / 100 for x in args.pct.split(","))
-    rng = random.Random(args.seed)
-    market, assets = build_market(args.reserves, args.revision, rng)
-    feeds = [to_checksum_address(f"0x{0xFEED0000 + rid:040x}") for rid in range(args.reserves)]
+def measure(users: int = 100_000, reserves: int = 6, moves: int = 50, revision: int = 10, seed: int = 1,
+            pct_range: tuple[float, float] = (-0.05, 0.02), freeze: bool = True, say=print) -> dict:
+    """The figures `main` prints, as data (also the `mirror` phase of `make bench`)."""
+    low, high = pct_range
+    rng = random.Random(seed)
+    market, assets = build_market(reserves, revision, rng)
+    feeds = [to_checksum_address(f"0x{0xFEED0000 + rid:040x}") for rid in range(reserves)]
     sources = PriceSources()
     sources.update(PriceSource(a, f, (f,), direct=True) for a, f in zip(assets, feeds, strict=True))
 
     tracemalloc.start()
     t0 = time.perf_counter()
     at0 = market_at(market, T0)
-    users = {f"0x{i + 1:040x}": build_user(market, at0, rng) for i in range(args.users)}
+    states = {f"0x{i + 1:040x}": build_user(market, at0, rng) for i in range(users)}
     users_bytes = tracemalloc.get_traced_memory()[0]
     t1 = time.perf_counter()
-    lm = LiveMirror(Mirror(1, T0, "pool", "oracle", market, assets, users), None, sources)  # type: ignore[arg-type]
+    lm = LiveMirror(Mirror(1, T0, "pool", "oracle", market, assets, states), None, sources)  # type: ignore[arg-type]
     built = time.perf_counter() - t1
     total_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    if not args.no_freeze:
+    if freeze:
         gc.collect()
         gc.freeze()
-    print(f"{args.users:,} users over {args.reserves} reserves (revision {args.revision}) built in {t1 - t0:.1f} s "
-          f"(under tracemalloc); screen rows filled in {built * 1000:.0f} ms")
-    print(f"memory: users {users_bytes / 2**20:.0f} MB, screen {(total_bytes - users_bytes) / 2**20:.0f} MB "
-          f"(arrays {lm.index.nbytes / 2**20:.0f} MB), total {total_bytes / 2**20:.0f} MB")
+    say(f"{users:,} users over {reserves} reserves (revision {revision}) built in {t1 - t0:.1f} s "
+        f"(under tracemalloc); screen rows filled in {built * 1000:.0f} ms")
+    say(f"memory: users {users_bytes / 2**20:.0f} MB, screen {(total_bytes - users_bytes) / 2**20:.0f} MB "
+        f"(arrays {lm.index.nbytes / 2**20:.0f} MB), total {total_bytes / 2**20:.0f} MB")
 
     times, passes, candidates, confirmed = [], [], [], []
-    for _ in range(args.moves):
-        rid = rng.randrange(args.reserves)
+    for _ in range(moves):
+        rid = rng.randrange(reserves)
         old = lm.price(assets[rid])
         new = max(1, int(old * (1 + rng.uniform(low, high))))
         block, ts = lm.block + 1, lm.timestamp + rng.randint(1, 60)
@@ -146,16 +139,38 @@ def main() -> None:
         passes.append((time.perf_counter() - start) * 1000)
         candidates.append(len(rows))
         confirmed.append(len(found))
-        exact = {u for u in rows if account_data(at, users[u]).health_factor < WAD}
+        exact = {u for u in rows if account_data(at, states[u]).health_factor < WAD}
         assert {a.user for a in found} == exact
         lm.apply_block(block + 1, [answer_log(feeds[rid], old, block + 1, ts)])  # back to the same market
     per = sum(t - p for t, p in zip(times, passes, strict=True)) / max(1, sum(candidates))
-    print(f"one price move (apply its block, screen, exact confirm): p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms "
-          f"(pass alone p50 {pct(passes, 50):.2f} ms, p99 {pct(passes, 99):.2f} ms; ~{per * 1000:.0f} us per candidate)")
+    say(f"one price move (apply its block, screen, exact confirm): p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms "
+        f"(pass alone p50 {pct(passes, 50):.2f} ms, p99 {pct(passes, 99):.2f} ms; ~{per * 1000:.0f} us per candidate)")
     slow = sorted(zip(times, candidates, strict=True))[-3:]
-    print("slowest moves (ms, candidates):", ", ".join(f"{t:.1f} / {c}" for t, c in slow))
-    print(f"per move: candidates p50 {pct(candidates, 50):.0f} / max {max(candidates)}, "
-          f"confirmed below 1 p50 {pct(confirmed, 50):.0f} / max {max(confirmed)}")
+    say("slowest moves (ms, candidates): " + ", ".join(f"{t:.1f} / {c}" for t, c in slow))
+    say(f"per move: candidates p50 {pct(candidates, 50):.0f} / max {max(candidates)}, "
+        f"confirmed below 1 p50 {pct(confirmed, 50):.0f} / max {max(confirmed)}")
+    if freeze:
+        gc.unfreeze()
+    return {"users": users, "reserves": reserves, "moves": moves, "move_ms": {"p50": pct(times, 50), "p99": pct(times, 99)},
+            "pass_ms": {"p50": pct(passes, 50), "p99": pct(passes, 99)},
+            "candidates": {"p50": pct(candidates, 50), "max": max(candidates)},
+            "confirmed": {"p50": pct(confirmed, 50), "max": max(confirmed)},
+            "memory_mb": {"users": users_bytes / 2**20, "screen": (total_bytes - users_bytes) / 2**20,
+                          "total": total_bytes / 2**20}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--reserves", type=int, default=6, choices=range(2, len(ASSETS) + 1))
+    ap.add_argument("--moves", type=int, default=50)
+    ap.add_argument("--revision", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pct", default="-5,2", help="the range of a move, in percent: low,high")
+    ap.add_argument("--no-freeze", action="store_true", help="leave the loaded objects to the cyclic garbage collector")
+    args = ap.parse_args()
+    low, high = (float(x) / 100 for x in args.pct.split(","))
+    measure(args.users, args.reserves, args.moves, args.revision, args.seed, (low, high), not args.no_freeze)
 
 
 if __name__ == "__main__":

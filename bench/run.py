@@ -34,6 +34,7 @@ from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.errors import RpcError
 
 ROOT = Path(__file__).resolve().parents[1]
+ALL_PHASES = ("isolation", "fast", "slow", "scanner", "mirror")
 console = Console()
 
 
@@ -203,6 +204,7 @@ class Bench:
         out = {"liquidatable": len(targets), "liquidated": len(first), "timed_out": users_done < targets,
                "detect_to_send_ms": summary([r["detect_to_send_ms"] for r in rows]),
                "event_to_detect_ms": summary([r["detected_ms"] for r in rows]),
+               "detect_to_route_ms": summary([r["enqueued_ms"] - r["detected_ms"] for r in rows]),
                "event_to_send_ms": summary([r["sent_ms"] for r in rows]),
                "event_to_mined_ms": summary([r["mined_ms"] for r in rows if r["mined_ms"] is not None]),
                "enqueue_to_start_ms": summary([r["started_ms"] - r["enqueued_ms"] for r in rows]),
@@ -323,12 +325,13 @@ def main() -> None:
     parser.add_argument("--scanner-users", default="10000,100000")
     parser.add_argument("--slow-timeout", type=float, default=1800)
     parser.add_argument("--priority-workers", type=int, default=1, help="priority worker processes (-c 1 each)")
-    parser.add_argument("--phases", default="isolation,fast,slow,scanner",
+    parser.add_argument("--mirror-users", type=int, default=100_000, help="users of the mirror phase's synthetic market")
+    parser.add_argument("--phases", default="isolation,fast,slow,scanner,mirror",
                         help="comma-separated subset, for iterating on one figure (RESULTS.md needs all)")
     parser.add_argument("--name", default="default")
     args = parser.parse_args()
     phases = set(args.phases.split(","))
-    if unknown := phases - {"isolation", "fast", "slow", "scanner"}:
+    if unknown := phases - set(ALL_PHASES):
         parser.error(f"--phases: unknown phase(s) {', '.join(sorted(unknown))}")
     sys.path.insert(0, str(ROOT))
     signal.signal(signal.SIGTERM, _interrupt)  # `finally` then stops everything we started
@@ -370,11 +373,16 @@ def main() -> None:
                           "WS_FAST_PATH=false (chain event -> send, p50)")
         if "scanner" in phases:
             bench.results["scanner"] = bench.scanner([int(x) for x in args.scanner_users.split(",") if x])
+        if "mirror" in phases:  # the producer's screen alone, on a synthetic market (bench/mirror.py)
+            from bench.mirror import measure
+
+            bench.stack.stop_all()
+            bench.results["mirror"] = measure(users=args.mirror_users, say=console.print)
     finally:
         bench.close()
     from bench.report import write
 
-    if phases == {"isolation", "fast", "slow", "scanner"}:
+    if phases == set(ALL_PHASES):
         write(bench.results, args.name)
     else:  # a partial run: raw figures only, RESULTS.md keeps the last complete one
         out = ROOT / "bench" / "results" / f"{args.name}.json"
