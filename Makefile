@@ -27,10 +27,11 @@ $(STAMP_PY): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 # --ignore-scripts: anvil's binary arrives in its platform package; its postinstall would only re-check it.
-# Then compile once what no package ships built: the settable feed and Aave v3.6 (under .cache/, ~30 s).
+# Then compile once what no package ships built: the settable feed, our flash liquidator and Aave v3.6
+# (under .cache/, ~30 s).
 $(STAMP_NPM): package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts
-	$(PY) -c "from liqbot.devnet import artifacts, v36; artifacts.anvil_binary(); artifacts.ours('SettableAggregator'); v36.compile_all()"
+	$(PY) -c "from liqbot.devnet import artifacts, v36; artifacts.anvil_binary(); artifacts.ours('SettableAggregator'); artifacts.ours('FlashLiquidator'); v36.compile_all()"
 	touch $@
 
 demo: setup

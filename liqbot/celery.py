@@ -10,8 +10,8 @@ import threading
 import time
 
 from celery import Celery
+from celery.signals import celeryd_after_setup, task_prerun, worker_process_init, worker_ready, worker_shutdown
 from celery.signals import setup_logging as celery_setup_logging
-from celery.signals import task_prerun, worker_process_init, worker_ready, worker_shutdown
 
 from liqbot.logs import FAST, LEVELS
 
@@ -104,6 +104,15 @@ def _stop_heartbeat(sender: object = None, **_: object) -> None:
 
     with contextlib.suppress(Exception):
         runtime().state.forget_worker(getattr(sender, "hostname", "worker"))
+
+
+@celeryd_after_setup.connect
+def _check_chain(**_: object) -> None:
+    """`celery worker` start-up, logging set up, pool not forked yet: a worker whose LIQUIDATOR_CONTRACT is
+    wrong stops here (exit code 2), not at every liquidation."""
+    from liqbot.runtime import check_chain_or_exit
+
+    check_chain_or_exit()
 
 
 @worker_process_init.connect

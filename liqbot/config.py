@@ -1,8 +1,8 @@
 """Settings: read from the environment once, validated at start-up.
 
 A wrong or missing value fails with the variable's name and what was expected. `MARKET_FILE`
-(a devnet market file) fills in RPC_URL, WS_URL, POOL_ADDRESSES_PROVIDER, the liquidator key and
-START_BLOCK; anything set explicitly in the environment wins.
+(a devnet market file) fills in RPC_URL, WS_URL, POOL_ADDRESSES_PROVIDER, the liquidator key,
+START_BLOCK and LIQUIDATOR_CONTRACT (once deployed); anything set explicitly in the environment wins.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ from liqbot.logs import LEVELS
 WAD = 10**18
 GWEI = 10**9
 ZERO_ADDRESS = "0x" + "0" * 40
+# The market file keeps our deployed FlashLiquidator among its contracts, under this name.
+LIQUIDATOR_CONTRACT_KEY = "FlashLiquidator"
 
 # What each variable expects, for error messages.
 EXPECTED = {
     "rpc_url": "an http:// or https:// URL of an Ethereum JSON-RPC node",
     "ws_url": "a ws:// or wss:// URL of the same node",
     "pool_addresses_provider": "the 0x-address of the market's PoolAddressesProvider",
+    "liquidator_contract": "the 0x-address of our FlashLiquidator (`liqbot contract deploy` prints it), or unset",
     "liquidator_private_key": "a 0x-prefixed 32-byte hex private key",
     "liquidator_key_file": "a path to a file (mode 0600) holding the private key",
     "redis_url": "a redis://, rediss:// or unix:// URL",
@@ -52,6 +55,7 @@ class Settings(BaseSettings):
     rpc_url: str
     ws_url: str
     pool_addresses_provider: str
+    liquidator_contract: str | None = None  # our FlashLiquidator; unset: liquidations are paid from inventory
     liquidator_private_key: SecretStr | None = None
     liquidator_key_file: Path | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -85,6 +89,9 @@ class Settings(BaseSettings):
     receipt_timeout_secs: float = Field(180.0, gt=0)
     liquidation_gas_limit: int = Field(1_500_000, ge=100_000)
     liquidation_gas_estimate: int = Field(400_000, ge=21_000)  # until receipts have taught a better one
+    flash_gas_estimate: int = Field(600_000, ge=21_000)  # flash loan + liquidation + swap, until receipts teach it
+    flash_gas_limit: int = Field(1_500_000, ge=100_000)
+    flash_slippage_bps: int = Field(50, ge=0, le=5_000)  # a flash call reverts below its simulated profit less this
     fault_inject_revert: bool = False  # tests only: send liquidations with too little gas, so they revert
     fault_pause_after_send_secs: float = Field(0.0, ge=0)  # tests only: a window to kill a worker mid-liquidation
     redis_prefix: str = Field("liqbot", min_length=1)
@@ -106,6 +113,8 @@ class Settings(BaseSettings):
             "pool_addresses_provider": market["contracts"]["PoolAddressesProvider"],
             "start_block": market.get("deploy_block", 0),
         }
+        if market["contracts"].get(LIQUIDATOR_CONTRACT_KEY):  # written there by `liqbot contract deploy`
+            defaults["liquidator_contract"] = market["contracts"][LIQUIDATOR_CONTRACT_KEY]
         if not data.get("liquidator_key_file"):
             defaults["liquidator_private_key"] = market["accounts"]["liquidator"]["private_key"]
         return {**defaults, **{k: v for k, v in data.items() if v not in (None, "")}}
@@ -140,9 +149,11 @@ class Settings(BaseSettings):
             raise ValueError("not a log level")
         return level
 
-    @field_validator("pool_addresses_provider")
+    @field_validator("pool_addresses_provider", "liquidator_contract")
     @classmethod
-    def _address(cls, v: str) -> str:
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not is_address(v) or int(v, 16) == 0:
             raise ValueError("not a non-zero address")
         return to_checksum_address(v)

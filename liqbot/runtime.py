@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
+from eth_account import Account
 from sqlalchemy.orm import sessionmaker
 
+from liqbot.chain import aave
+from liqbot.chain.liquidator import check_liquidator
 from liqbot.chain.market import MarketInfo, discover_market
 from liqbot.chain.rpc import Rpc
 from liqbot.chain.sender import Sender
-from liqbot.config import Settings, get_settings
+from liqbot.config import Settings, get_settings, get_settings_or_exit
 from liqbot.domain.breaker import BreakerConfig, BreakerState
 from liqbot.domain.fees import Fees
+from liqbot.errors import ConfigError, RpcError
 from liqbot.store.breaker import Breaker
 from liqbot.store.db import BreakerEvent, session_factory
 from liqbot.store.redis import State
@@ -34,6 +39,8 @@ class Runtime:
     _sender: Sender | None = field(default=None, repr=False)
     _chain_id: int | None = None
     _breaker: Breaker | None = field(default=None, repr=False)
+    _liquidator_contract: str | None = None
+    _liquidator_checked: bool = False
 
     @property
     def market(self) -> MarketInfo:
@@ -69,6 +76,19 @@ class Runtime:
         return None
 
     @property
+    def liquidator_contract(self) -> str | None:
+        """LIQUIDATOR_CONTRACT, checked against the chain once per process (see `checked_liquidator`);
+        None: liquidations are paid from inventory. Raises ConfigError if the contract is not usable."""
+        if not self._liquidator_checked:
+            self._liquidator_contract = checked_liquidator(self.rpc, self.settings)
+            self._liquidator_checked = True
+        return self._liquidator_contract
+
+    def check_chain(self) -> None:
+        """Start-up checks against the chain, before any work is taken: a ConfigError stops the process."""
+        _check_at_startup(lambda: self.liquidator_contract)
+
+    @property
     def breaker(self) -> Breaker:
         if self._breaker is None:
             s = self.settings
@@ -82,8 +102,8 @@ class Runtime:
             session.add(BreakerEvent(at=time.time(), old_state=old.state, new_state=new.state, cause=new.cause[:200]))
 
     def warm(self) -> None:
-        """Everything a first liquidation would otherwise pay for: the market, connections, and the
-        approvals of the assets we hold (sent now, unless this is a dry run)."""
+        """Everything a first liquidation would otherwise pay for: the market, connections, the approvals
+        of the assets we hold (sent now, unless this is a dry run) and the LIQUIDATOR_CONTRACT check."""
         _ = self.market, self.chain_id
         self.state.r.ping()
         s = self.settings
@@ -94,6 +114,49 @@ class Runtime:
                                                  send=not s.dry_run)
         if approved:
             log.info("approved %d assets for the Pool at start-up", len(approved))
+        _ = self.liquidator_contract  # checked now (a read or two), not at the first liquidation
+
+
+def checked_liquidator(rpc: Rpc, settings: Settings) -> str | None:
+    """LIQUIDATOR_CONTRACT if it is our FlashLiquidator, on this market's Pool, owned by the liquidator key
+    (anything else would only revert, liquidation after liquidation); None when it is unset."""
+    address = settings.liquidator_contract
+    if address is None:
+        return None
+    pool = aave.GET_POOL.decode(rpc.eth_call(settings.pool_addresses_provider, aave.GET_POOL.calldata()))
+    check_liquidator(rpc, address, pool, Account.from_key(settings.private_key()).address)
+    return address
+
+
+def _check_at_startup(check: Callable[[], str | None]) -> None:
+    """A ConfigError propagates; an unreachable node only warns (each process checks again before its first
+    liquidation), since the node may come up after the bot."""
+    try:
+        liquidator = check()
+    except RpcError as exc:
+        log.warning("LIQUIDATOR_CONTRACT not checked at start-up (%s); checked again before the first liquidation", exc)
+        return
+    if liquidator is None:
+        log.info("no LIQUIDATOR_CONTRACT: liquidations are paid from inventory only")
+    else:
+        log.info("flash liquidations through %s (LIQUIDATOR_CONTRACT checked)", liquidator)
+
+
+def check_chain_or_exit() -> None:
+    """A celery worker's start-up check, in its main process before the pool forks (hence a connection of
+    its own, closed here): a wrong LIQUIDATOR_CONTRACT stops the worker with one line and exit code 2, as a
+    bad setting does. An unreachable node does not: each process checks again before its first liquidation."""
+    import sys
+
+    s = get_settings_or_exit()
+    rpc = Rpc(s.rpc_url, timeout=s.rpc_timeout_secs)
+    try:
+        _check_at_startup(lambda: checked_liquidator(rpc, s))
+    except ConfigError as exc:
+        print(f"liqbot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        rpc.close()
 
 
 @cache

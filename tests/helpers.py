@@ -91,3 +91,28 @@ def producer_after_backfill(chain, rt, fast_path: bool = True):
     producer.handle(history, time.time(), live=False)
     producer._books.submit(lambda: None).result()
     return producer
+
+
+def deploy_flash_liquidator(chain, owner_role: str = "liquidator") -> str:
+    """Our FlashLiquidator on the devnet's market and Uniswap router, owned by `owner_role`."""
+    from liqbot.devnet import artifacts
+    from liqbot.devnet.txs import TxSender
+
+    m = chain.market
+    tx = TxSender(chain.rpc)
+    address = tx.deploy(m.account(owner_role).address, artifacts.ours("FlashLiquidator"), m.provider, m.contracts["SwapRouter"])
+    tx.settle()
+    return address
+
+
+def give_away_inventory(chain, who: str, keep: dict[str, int] | None = None) -> None:
+    """Everything `who` holds of every reserve (but `keep`: symbol -> token units) goes to the treasury."""
+    from liqbot.devnet.txs import TxSender
+
+    m, rpc, keep = chain.market, chain.rpc, keep or {}
+    tx = TxSender(rpc)
+    for symbol, r in m.reserves.items():
+        held = aave.BALANCE_OF.decode(rpc.eth_call(r.address, aave.BALANCE_OF.calldata(who)))
+        if held > keep.get(symbol, 0):
+            tx.call(who, r.address, aave.TRANSFER, m.account("treasury").address, held - keep.get(symbol, 0))
+    tx.settle()

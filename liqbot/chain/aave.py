@@ -34,6 +34,7 @@ GET_USER_ACCOUNT_DATA = Function(
     "getUserAccountData(address)", "uint256,uint256,uint256,uint256,uint256,uint256"
 )
 GET_USER_CONFIGURATION = Function("getUserConfiguration(address)", "uint256")
+GET_CONFIGURATION = Function("getConfiguration(address)", "uint256")  # a reserve's configuration word (flash loans: bit 63)
 # ReserveData (v3.0-3.2): configuration, liquidityIndex, currentLiquidityRate, variableBorrowIndex,
 # currentVariableBorrowRate, currentStableBorrowRate, lastUpdateTimestamp, id, aTokenAddress,
 # stableDebtTokenAddress, variableDebtTokenAddress, interestRateStrategyAddress, accruedToTreasury,
@@ -47,6 +48,9 @@ BORROW = Function("borrow(address,uint256,uint256,uint16,address)")
 REPAY = Function("repay(address,uint256,uint256,address)")
 WITHDRAW = Function("withdraw(address,uint256,address)", _U256)
 LIQUIDATION_CALL = Function("liquidationCall(address,address,address,uint256,bool)")
+FLASH_LOAN_SIMPLE = Function("flashLoanSimple(address,address,uint256,bytes,uint16)")  # receiver, asset, amount, params, referral
+FLASHLOAN_PREMIUM_TOTAL = Function("FLASHLOAN_PREMIUM_TOTAL()", "uint128")  # bps of the amount
+FLASHLOAN_PREMIUM_TO_PROTOCOL = Function("FLASHLOAN_PREMIUM_TO_PROTOCOL()", "uint128")  # bps of the premium; 100_00 from v3.4
 
 # PoolConfigurator
 INIT_RESERVES = Function(
@@ -56,6 +60,10 @@ CONFIGURE_RESERVE_AS_COLLATERAL = Function("configureReserveAsCollateral(address
 SET_RESERVE_BORROWING = Function("setReserveBorrowing(address,bool)")
 SET_RESERVE_FACTOR = Function("setReserveFactor(address,uint256)")
 SET_LIQUIDATION_PROTOCOL_FEE = Function("setLiquidationProtocolFee(address,uint256)")
+SET_RESERVE_FLASH_LOANING = Function("setReserveFlashLoaning(address,bool)")  # off after initReserves
+UPDATE_FLASHLOAN_PREMIUM_TOTAL = Function("updateFlashloanPremiumTotal(uint128)")  # v3.0-3.3
+UPDATE_FLASHLOAN_PREMIUM_TO_PROTOCOL = Function("updateFlashloanPremiumToProtocol(uint128)")  # v3.0-3.3
+UPDATE_FLASHLOAN_PREMIUM = Function("updateFlashloanPremium(uint128)")  # v3.4+: one premium, all to the treasury
 
 # AaveProtocolDataProvider
 GET_RESERVE_CONFIGURATION_DATA = Function(

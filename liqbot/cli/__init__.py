@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from liqbot.cli.breaker import breaker_app
+from liqbot.cli.contract import contract_app
 from liqbot.cli.devnet import devnet_app
 from liqbot.cli.ops import config_app, producer
 from liqbot.cli.status import status
@@ -19,6 +20,7 @@ app = typer.Typer(help="liqbot: an Aave v3 liquidation bot with a latency-first 
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(config_app, name="config")
 app.add_typer(breaker_app, name="breaker")
+app.add_typer(contract_app, name="contract")
 app.command()(producer)
 app.command()(status)
 

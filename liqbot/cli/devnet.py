@@ -121,9 +121,14 @@ def _print_market(dn: Devnet, out: Path) -> None:
     table = Table("contract", "address", box=None)
     for name in ("PoolAddressesProvider", "Pool", "PoolConfigurator", "AaveOracle", "AaveProtocolDataProvider", "ACLManager"):
         table.add_row(name, m.contracts[name])
+    for name in ("UniswapV3Factory", "SwapRouter", "QuoterV2"):
+        if name in m.contracts:
+            table.add_row(name, m.contracts[name])
     for r in m.reserves.values():
         table.add_row(f"{r.symbol} ({r.decimals} dec)", f"{r.address}  feed {r.aggregator}")
     console.print(table)
+    if m.pools:
+        console.print(f"Uniswap v3: {len(m.pools)} pools at fee 0.3% ({', '.join(m.pools)}), moved with the oracle")
     console.print(f"market file: {out}\nliquidator: {m.account('liquidator').address} (devnet key in the market file)")
     console.print("Ctrl-C or `liqbot devnet down` stops it.")
 

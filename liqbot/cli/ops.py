@@ -38,7 +38,9 @@ def producer(market: MarketOpt = None) -> None:
     from liqbot.runtime import runtime
 
     setup_logging(settings.log_level)
-    run_producer(runtime())
+    rt = runtime()
+    rt.check_chain()
+    run_producer(rt)
 
 
 @config_app.callback()

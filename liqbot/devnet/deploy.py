@@ -11,7 +11,7 @@ from eth_account import Account as EthAccount
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
-from liqbot.devnet import artifacts, v36
+from liqbot.devnet import artifacts, dex, v36
 from liqbot.devnet.anvil import CHAIN_ID, MNEMONIC
 from liqbot.devnet.market import DEFAULT_RESERVES, RATE_STRATEGIES, Account, Market, Reserve, ReserveSpec
 from liqbot.devnet.txs import TxSender, create_address
@@ -21,6 +21,7 @@ ROLES = ("deployer", "liquidity", "liquidator", "treasury", "user4", "user5", "u
 ZERO = "0x0000000000000000000000000000000000000000"
 LIQUIDITY_USD = 1_000_000_000  # what the liquidity account supplies of every reserve, in USD
 LIQUIDATOR_USD = 100_000_000  # the liquidator's inventory of every asset, in USD
+FLASHLOAN_PREMIUM_BPS = 9  # as Aave's Ethereum market
 
 AAVE_VERSIONS = ("3.0", "3.6")
 DEFAULT_AAVE = "3.6"  # for `devnet up`, Devnet.start, the demo, bench and the test session
@@ -138,6 +139,8 @@ def deploy_market(
         tx.call(me, configurator, aave.SET_RESERVE_BORROWING, token, True)
         tx.call(me, configurator, aave.SET_RESERVE_FACTOR, token, spec.reserve_factor)
         tx.call(me, configurator, aave.SET_LIQUIDATION_PROTOCOL_FEE, token, spec.protocol_fee)
+        tx.call(me, configurator, aave.SET_RESERVE_FLASH_LOANING, token, True)  # initReserves leaves it off
+    _set_flashloan_premium(tx, me, configurator, aave_version)
     _fund(tx, me, accounts, reserves, tokens, pool)
 
     reserve_info = {}
@@ -146,17 +149,32 @@ def deploy_market(
             rpc.eth_call(data_provider, aave.GET_RESERVE_TOKENS_ADDRESSES.calldata(token)))
         reserve_info[spec.symbol] = Reserve(spec.symbol, token, spec.decimals, feed, a_tok, var_tok, stable_tok)
 
+    dex_tokens = [dex.DexToken(s.symbol, t, s.decimals, s.price) for s, t in zip(reserves, tokens, strict=True)]
+    dex_contracts, pools = dex.deploy_dex(tx, me, accounts["liquidity"].address, dex_tokens)
+
     contracts = {
         "PoolAddressesProvider": provider, "ACLManager": acl, "Pool": pool, "PoolImpl": pool_impl,
         "PoolConfigurator": configurator, "PoolConfiguratorImpl": configurator_impl,
-        "AaveProtocolDataProvider": data_provider, "AaveOracle": oracle, **impls,
+        "AaveProtocolDataProvider": data_provider, "AaveOracle": oracle, **impls, **dex_contracts,
     }
     rpc.close()
     return Market(
         chain_id=CHAIN_ID, rpc_url=rpc_url, ws_url=ws_url, deploy_block=deploy_block, contracts=contracts,
         reserves=reserve_info, accounts=accounts, anvil_pid=anvil_pid,
         deployed_in_secs=round(time.monotonic() - started, 3), libraries=libraries, aave_version=aave_version,
+        pools=pools,
     )
+
+
+def _set_flashloan_premium(tx: TxSender, me: str, configurator: str, aave_version: str) -> None:
+    """9 bps, as mainnet markets charge. v3.0 splits the premium between suppliers and the treasury, so
+    the treasury share is set to all of it: what v3.4+ (one `updateFlashloanPremium`) hardcodes, and the
+    borrower pays the same 9 bps either way."""
+    if aave_version == "3.0":
+        tx.call(me, configurator, aave.UPDATE_FLASHLOAN_PREMIUM_TOTAL, FLASHLOAN_PREMIUM_BPS)
+        tx.call(me, configurator, aave.UPDATE_FLASHLOAN_PREMIUM_TO_PROTOCOL, 10_000)
+    else:
+        tx.call(me, configurator, aave.UPDATE_FLASHLOAN_PREMIUM, FLASHLOAN_PREMIUM_BPS)
 
 
 def _fund(tx: TxSender, me: str, accounts: dict[str, Account], reserves: Sequence[ReserveSpec],

@@ -74,6 +74,9 @@ class Market:
     deployed_in_secs: float | None = None
     libraries: dict[str, str] = field(default_factory=dict)
     aave_version: str = "3.0"  # which Aave `devnet up --aave` deployed (files written before it are v3.0)
+    # Uniswap v3 pools, "SYM0/SYM1" in reserve order -> address; the DEX contracts are in `contracts`.
+    # Empty in files written before the devnet had a DEX.
+    pools: dict[str, str] = field(default_factory=dict)
 
     @property
     def pool(self) -> str:

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
-from liqbot.devnet import artifacts
+from liqbot.devnet import artifacts, dex
 from liqbot.devnet.market import Market
 from liqbot.devnet.txs import TxSender
 from liqbot.errors import DevnetError
@@ -49,7 +49,8 @@ def move_price(
     swap_source: bool = False,
 ) -> PriceMove:
     """Set the feed behind `symbol` (AnswerUpdated), or with `swap_source` point the oracle at a new
-    feed (AssetSourceUpdated), as a governance source change would."""
+    feed (AssetSourceUpdated), as a governance source change would; then swap the devnet's Uniswap pools
+    holding `symbol` to the new oracle ratios, as arbitrage would. `block` is the oracle change's block."""
     reserve = market.reserve(symbol)
     rpc = Rpc(market.rpc_url)
     try:
@@ -64,7 +65,22 @@ def move_price(
             tx.call(owner, oracle, aave.SET_ASSET_SOURCES, [reserve.address], [feed])
         else:
             tx.call(owner, feed, aave.SET_ANSWER, answer)
+        oracle_txs = 2 if swap_source else 1
+        _queue_dex_move(rpc, tx, market, reserve.symbol, answer)  # same settle: no extra block under interval mining
         receipts = tx.settle()
-        return PriceMove(reserve.symbol, old, answer, feed, int(receipts[-1]["blockNumber"], 16))
+        return PriceMove(reserve.symbol, old, answer, feed, int(receipts[oracle_txs - 1]["blockNumber"], 16))
     finally:
         rpc.close()
+
+
+def _queue_dex_move(rpc: Rpc, tx: TxSender, market: Market, symbol: str, answer: int) -> None:
+    """Queue the swaps that bring every pool holding `symbol` to the oracle's new ratios; a market file
+    from before the devnet had a DEX has no pools and is left alone."""
+    if not market.pools:
+        return
+    reserves = list(market.reserves.values())
+    prices = aave.GET_ASSETS_PRICES.decode(rpc.eth_call(
+        market.contracts["AaveOracle"], aave.GET_ASSETS_PRICES.calldata([r.address for r in reserves])))
+    tokens = {r.symbol: dex.DexToken(r.symbol, r.address, r.decimals, answer if r.symbol == symbol else price)
+              for r, price in zip(reserves, prices, strict=True)}
+    dex.move_dex(rpc, tx, market.account("liquidity").address, market.contracts["SwapRouter"], market.pools, tokens, symbol)
