@@ -10,10 +10,10 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from liqbot.chain import aave
+from liqbot.chain import aave, liquidator
 from liqbot.chain.market import MarketInfo
 from liqbot.chain.rivals import RivalTx, mined_rivals, read_contests
 from liqbot.chain.sender import Sent, Simulation, SimulationFailed, Tx
@@ -23,7 +23,8 @@ from liqbot.domain.close_factor import Rules
 from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
 from liqbot.domain.plan import Plan
 from liqbot.domain.reverts import lost_race
-from liqbot.domain.units import UINT256_MAX
+from liqbot.domain.route import FLASH, INVENTORY, UNLIMITED, RouteOption, choose, flash_amount, min_profit
+from liqbot.domain.units import UINT256_MAX, value_base
 from liqbot.errors import RpcError
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import record_attempts
@@ -66,10 +67,17 @@ def interest_margin(plan: Candidate) -> int:
     return plan.debt_to_cover // 500
 
 
-def expected_gas(rt: Runtime) -> int:
-    """What liquidations on this market use: learned from receipts (tasks.receipts), else the setting."""
-    learned = rt.state.r.get(rt.state.key("gas", "liquidation"))
-    return int(learned) if learned else rt.settings.liquidation_gas_estimate
+def expected_gas(rt: Runtime, route: str = INVENTORY) -> int:
+    """What liquidations by this route use on this market: learned from receipts (tasks.receipts), else
+    the setting."""
+    learned = rt.state.r.get(gas_key(rt, route))
+    if learned:
+        return int(learned)
+    return rt.settings.flash_gas_estimate if route == FLASH else rt.settings.liquidation_gas_estimate
+
+
+def gas_key(rt: Runtime, route: str | None) -> str:
+    return rt.state.key("gas", "flash" if route == FLASH else "liquidation")
 
 
 def snapshot_guess(market: MarketInfo, last_config: int | None) -> int | None:
@@ -80,6 +88,19 @@ def snapshot_guess(market: MarketInfo, last_config: int | None) -> int | None:
     if len(market.reserves) <= READ_WHOLE_MARKET:
         return sum(3 << (2 * r.id) for r in market.reserves)
     return None
+
+
+@dataclass
+class Option:
+    """One way to send a job's liquidation: from inventory (to the Pool) or by flash loan (to our contract)."""
+
+    route: str
+    to: str
+    data: str
+    plan: Candidate
+    gas: tuple[int, int]  # expected, limit
+    result: Simulation | SimulationFailed | None = None
+    args: tuple = ()  # a flash call's arguments but the profit floor, set once simulated
 
 
 @dataclass
@@ -99,6 +120,9 @@ class Job:
     rival: RivalTx | None = None  # a pending transaction of another liquidator for this user
     note: str = ""  # what the attempt decided on the way (e.g. the outbid), kept as the sent row's reason
     outcome: Outcome | None = None
+    options: list[Option] = field(default_factory=list)  # simulated together; the most profitable is sent
+    to: str = ""  # where the chosen call goes
+    prices: dict[str, int] = field(default_factory=dict)  # asset -> the oracle price the plans used
 
 
 def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
@@ -135,13 +159,13 @@ def run_planned(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
     the chain disagrees with goes back to the fresh path, with the reason kept on its record."""
     t_sim = time.perf_counter()
     for job in jobs:
-        adopt(job, job.given)  # type: ignore[arg-type]
+        adopt(rt, job, job.given)  # type: ignore[arg-type]
     simulate_all(rt, jobs, jobs[0].given.native_price, gas_expected)  # type: ignore[union-attr]
     for job in jobs:
         o = job.outcome
         if o is not None and o.outcome == "skipped" and o.reason.startswith(REVERTED_IN_SIMULATION):
             job.note = f"plan of block {job.given.block} disagreed ({o.reason[len(REVERTED_IN_SIMULATION):]})"[:200]  # type: ignore[union-attr]
-            job.given, job.outcome, job.sim, job.rival = None, None, None, None
+            job.given, job.outcome, job.sim, job.rival, job.options = None, None, None, None, []
             log.info("user=%s: %s; reading it fresh", job.user, job.note)
     ready = [j for j in jobs if j.outcome is None and j.given is not None]
     sims = [j.sim for j in ready if j.sim is not None]
@@ -189,7 +213,8 @@ def name_lost_races(rt: Runtime, jobs: list[Job]) -> None:
     if not gone:
         return
     since = min(int(j.record.get("detected_block") or 0) for j in gone)
-    rivals = mined_rivals(rt.rpc, rt.market.pool, rt.sender.address, [j.user for j in gone], since)
+    rivals = mined_rivals(rt.rpc, rt.market.pool, rt.sender.address, [j.user for j in gone], since,
+                          contract=rt.liquidator_contract)
     for job in gone:
         if (tx := rivals.get(job.user.lower())) is not None:
             job.info["rival_tx"] = tx
@@ -203,68 +228,158 @@ def finish(jobs: list[Job], outcome: str, reason: str) -> None:
             job.outcome = Outcome(outcome, reason, job.info)
 
 
-def adopt(job: Job, given: Plan) -> None:
-    """Take a plan made elsewhere as this job's own: the call, and the fields its record keeps."""
-    c = job.plan = given.candidate
-    job.info = {"collateral_asset": c.collateral_asset, "debt_asset": c.debt_asset, "debt_to_cover": c.debt_to_cover,
-                "collateral_price": given.collateral_price, "debt_price": given.debt_price}
-    job.data = aave.LIQUIDATION_CALL.calldata(c.collateral_asset, c.debt_asset, job.user, given.debt_arg, False)
+def adopt(rt: Runtime, job: Job, given: Plan) -> None:
+    """Take a plan made elsewhere as this job's own: its calls (inventory where we hold the debt asset,
+    flash where our contract can), and the fields its record keeps."""
+    c = given.candidate
+    job.prices = {c.collateral_asset: given.collateral_price, c.debt_asset: given.debt_price}
+    flash = flash_option(rt, job.user, c)
+    if flash is None or rt.sender.approved(c.debt_asset):
+        job.options.append(inventory_option(rt, job.user, c, given.debt_arg))
+    if flash is not None:
+        job.options.append(flash)
+    take(job, job.options[0])
+
+
+def take(job: Job, option: Option) -> None:
+    """Make `option` the job's call, and what its record says."""
+    c = job.plan = option.plan
+    job.to, job.data = option.to, option.data
+    job.info |= {"route": option.route, "collateral_asset": c.collateral_asset, "debt_asset": c.debt_asset,
+                 "debt_to_cover": c.debt_to_cover, "collateral_price": job.prices[c.collateral_asset],
+                 "debt_price": job.prices[c.debt_asset]}
+
+
+def inventory_option(rt: Runtime, user: str, plan: Candidate, debt_arg: int) -> Option:
+    data = aave.LIQUIDATION_CALL.calldata(plan.collateral_asset, plan.debt_asset, user, debt_arg, False)
+    return Option(INVENTORY, rt.market.pool, data, plan, (expected_gas(rt), rt.settings.liquidation_gas_limit))
+
+
+def flash_option(rt: Runtime, user: str, plan: Candidate) -> Option | None:
+    """The same liquidation through our contract, when one is configured and a DEX route sells the collateral
+    for the debt asset. Simulated with no profit floor: the call returns what it would make."""
+    contract = rt.liquidator_contract
+    if contract is None:
+        return None
+    path = swap_path(rt, contract, plan.collateral_asset, plan.debt_asset)
+    if path is None:
+        return None
+    s = rt.settings
+    args = (plan.collateral_asset, plan.debt_asset, user, flash_amount(plan.debt_to_cover, interest_margin(plan)), path)
+    return Option(FLASH, contract, liquidator.liquidate_calldata(*args, 0), plan,
+                  (expected_gas(rt, FLASH), s.flash_gas_limit), args=args)
+
+
+_PATHS: dict[tuple[str, str, str], bytes | None] = {}
+
+
+def swap_path(rt: Runtime, contract: str, collateral: str, debt: str) -> bytes | None:
+    """The Uniswap v3 route our contract sells `collateral` through (direct, or via one of the market's
+    reserves), found once per pair and process: pools are not created in a race."""
+    key = (contract, collateral, debt)
+    if key not in _PATHS:
+        router = liquidator.ROUTER.decode(rt.rpc.eth_call(contract, liquidator.ROUTER.calldata()))
+        factory = liquidator.FACTORY.decode(rt.rpc.eth_call(router, liquidator.FACTORY.calldata()))
+        hubs = [r.asset for r in rt.market.reserves]
+        _PATHS[key] = liquidator.find_path(rt.rpc, factory, collateral, debt, hubs)
+        if _PATHS[key] is None:
+            log.info("no DEX route from %s to %s: those liquidations are paid from inventory", collateral, debt)
+    return _PATHS[key]
 
 
 def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot], gas_expected: int) -> None:
     """The pure core's decision for each user; the group shares our inventory, so each plan only
-    counts on what the plans before it left."""
+    counts on what the plans before it left. With our flash contract, each user also gets the plan a
+    flash loan allows (any amount of the debt asset): both are simulated, the better one is sent."""
     s = rt.settings
     min_tip, rules = s.max_priority_fee_wei, rules_for(rt)
     spent: dict[str, int] = {}
     for job, snap in zip(jobs, snaps, strict=True):
         job.snap = snap
         inventory = {asset: held - spent.get(asset, 0) for asset, held in snap.inventory.items()}
-        decision = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
-                          rules=rules, inventory=inventory, gas_cost_base=gas_cost_base(gas_expected, snap.base_fee + min_tip,
-                                                                                        snap.native_price),
-                          min_profit_base=s.min_profit_base)
-        plan = job.plan = decision.plan
-        if plan is None:
+        gas_price = snap.base_fee + min_tip
+        kw = {"health_factor": snap.account.health_factor, "total_debt_base": snap.account.debt_base, "rules": rules,
+              "min_profit_base": s.min_profit_base}
+        decision = decide(snap.positions, inventory=inventory,
+                          gas_cost_base=gas_cost_base(gas_expected, gas_price, snap.native_price), **kw)
+        if decision.plan is not None:
+            plan = decision.plan
+            spent[plan.debt_asset] = spent.get(plan.debt_asset, 0) + plan.debt_to_cover + interest_margin(plan)
+            job.options.append(inventory_option(rt, job.user, plan, debt_to_cover_arg(plan, inventory[plan.debt_asset])))
+        if rt.liquidator_contract is not None:
+            flash = decide(snap.positions, inventory=UNLIMITED, gas_cost_base=0, **kw)  # profit: from the simulation
+            if flash.plan is not None and (option := flash_option(rt, job.user, flash.plan)) is not None:
+                job.options.append(option)
+        if not job.options:
             job.outcome = Outcome("skipped", decision.reason, {"expected_profit_base": decision.profit_base or None})
             continue
-        spent[plan.debt_asset] = spent.get(plan.debt_asset, 0) + plan.debt_to_cover + interest_margin(plan)
-        prices = {p.asset: p.price for p in snap.positions}
-        job.info = {"collateral_asset": plan.collateral_asset, "debt_asset": plan.debt_asset,
-                    "debt_to_cover": plan.debt_to_cover, "collateral_price": prices[plan.collateral_asset],
-                    "debt_price": prices[plan.debt_asset]}
-        job.data = aave.LIQUIDATION_CALL.calldata(plan.collateral_asset, plan.debt_asset, job.user,
-                                                  debt_to_cover_arg(plan, inventory[plan.debt_asset]), False)
+        job.prices = {p.asset: p.price for p in snap.positions}
+        take(job, job.options[0])
 
 
 def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: int) -> None:
-    """Approve what needs it (once per asset), simulate every plan in one batch, bid the fees. A plan
-    that fails against the pending block because of another liquidator is a contest, settled by
-    `contest_all`: a rival still pending is outbid, a race already mined is recorded as lost."""
+    """Approve what needs it (once per asset), simulate every option of every plan in one batch (a flash
+    option's simulation is its quote: it returns the profit), keep each job's most profitable option, bid
+    the fees. A plan that fails against the pending block because of another liquidator is a contest,
+    settled by `contest_all`: a rival still pending is outbid, a race already mined is recorded as lost."""
     if not jobs:
         return
     s, sender = rt.settings, rt.sender
     min_tip = s.max_priority_fee_wei
-    unapproved = [a for a in dict.fromkeys(j.plan.debt_asset for j in jobs) if not sender.approved(a)]  # type: ignore[union-attr]
+    held = [o.plan.debt_asset for j in jobs for o in j.options if o.route == INVENTORY]
+    unapproved = [a for a in dict.fromkeys(held) if not sender.approved(a)]
     if unapproved:  # rare: approvals are sent at start-up
         base_fee = int(rt.rpc.call("eth_getBlockByNumber", "latest", False).get("baseFeePerGas") or "0x0", 16)
         opening = fee_core.Fees(min(2 * base_fee + min_tip, s.max_gas_price_wei), min_tip)
         for asset in unapproved:
             sender.ensure_approved(asset, rt.market.pool, opening)
-    sims = sender.simulate_many([(rt.market.pool, j.data) for j in jobs], expected_gas=gas_expected,
-                                gas_limit=s.liquidation_gas_limit, with_nonce=True)
-    contested = [j for j, sim in zip(jobs, sims, strict=True) if isinstance(sim, SimulationFailed) and lost_race(sim.code)]
+    options = [o for j in jobs for o in j.options]
+    sims = sender.simulate_many([(o.to, o.data) for o in options], with_nonce=True, gas=[o.gas for o in options])
+    for option, sim in zip(options, sims, strict=True):
+        option.result = sim
+    first = sims[0]
+    for job in jobs:
+        pick(rt, job, first.base_fee + min_tip, native_price)
+    contested = [j for j in jobs if j.sim is None and isinstance(fail := j.options[0].result, SimulationFailed)
+                 and lost_race(fail.code)]
     if contested:
-        contest_all(rt, contested, Simulation(gas_expected, s.liquidation_gas_limit, sims[0].base_fee, sims[0].pending_nonce))
-    for job, sim in zip(jobs, sims, strict=True):
+        contest_all(rt, contested, Simulation(gas_expected, s.liquidation_gas_limit, first.base_fee, first.pending_nonce))
+    for job in jobs:
         if job.outcome is not None:
             continue
-        if isinstance(sim, Simulation):
-            job.sim = sim
-        elif job.sim is None:
-            job.outcome = Outcome("skipped", f"{REVERTED_IN_SIMULATION}{sim}"[:200], job.info)
+        if job.sim is None:
+            job.outcome = Outcome("skipped", f"{REVERTED_IN_SIMULATION}{job.options[0].result}"[:200], job.info)
             continue
         bid_fees(rt, job, native_price)
+
+
+def pick(rt: Runtime, job: Job, gas_price: int, native_price: int) -> None:
+    """The job's most profitable option that simulated fine (route core); a flash option's gross profit
+    is what the simulation returned, in the debt asset, valued at the plan's price."""
+    ok: dict[int, RouteOption] = {}
+    quoted = 0
+    for i, o in enumerate(job.options):
+        if not isinstance(o.result, Simulation):
+            continue
+        gross = o.plan.gross_profit_base
+        if o.route == FLASH:
+            quoted = int(o.result.output, 16) if o.result.output not in ("0x", "") else 0
+            gross = value_base(quoted, job.prices[o.plan.debt_asset], rt.market.by_asset[o.plan.debt_asset].decimals)
+            o.plan = replace(o.plan, gross_profit_base=gross)
+            o.data = liquidator.liquidate_calldata(*o.args, min_profit(quoted, rt.settings.flash_slippage_bps))
+        ok[i] = RouteOption(o.route, gross, o.result.estimate)
+    best = choose(list(ok.values()), gas_price, native_price)
+    if best is None:
+        return
+    chosen = job.options[next(i for i, r in ok.items() if r is best)]
+    take(job, chosen)
+    job.sim = chosen.result  # type: ignore[assignment]
+    notes = [f"flash: simulated profit {quoted} (debt asset units)"] if best.route == FLASH else []
+    if len(ok) > 1:
+        other = next(r for r in ok.values() if r is not best)
+        notes.append(f"{best.route} over {other.route}: net {best.net(gas_price, native_price) / 10**8:.2f} vs "
+                     f"{other.net(gas_price, native_price) / 10**8:.2f} USD before the tip")
+    job.note = "; ".join([job.note, *notes] if job.note else notes)
 
 
 def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:
@@ -272,8 +387,8 @@ def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:
     means we can be ordered first; failing there too means the race was lost (to the rival whose
     LiquidationCall was mined, when there is one)."""
     since = min(int(j.record.get("detected_block") or j.snap.block) for j in jobs)  # type: ignore[union-attr]
-    contests = read_contests(rt.rpc, rt.market.pool, rt.sender.address,
-                             [(j.user, rt.market.pool, j.data) for j in jobs], since)
+    contests = read_contests(rt.rpc, rt.market.pool, rt.sender.address, [(j.user, j.to, j.data) for j in jobs], since,
+                             contract=rt.liquidator_contract)
     for job, c in zip(jobs, contests, strict=True):
         if c.mined_ok:
             job.sim, job.rival = sim, c.pending
@@ -329,7 +444,7 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
                 {**job.record, **job.info, "tx_hash": tx_hash, "nonce": nonce, "sent_at": now}))
         pipe.execute()
 
-    txs = [Tx(rt.market.pool, j.data, INJECTED_REVERT_GAS if s.fault_inject_revert else j.sim.gas, j.fees)  # type: ignore[union-attr,arg-type]
+    txs = [Tx(j.to, j.data, INJECTED_REVERT_GAS if s.fault_inject_revert else j.sim.gas, j.fees)  # type: ignore[union-attr,arg-type]
            for j in jobs]
     try:
         results: list = rt.sender.send_many(txs, before_send=intent, pending_nonce=pending_nonce)

@@ -38,11 +38,11 @@ def _fees(tx: dict) -> Fees:
 
 
 def read_contests(rpc: Rpc, pool: str, sender: str, calls: list[tuple[str, str, str]], since_block: int,
-                  until: tuple[int, int] | None = None) -> list[Contest]:
+                  until: tuple[int, int] | None = None, contract: str | None = None) -> list[Contest]:
     """`calls` are (user, to, data) of the failed liquidations. In one batch: each call against the
     latest block, the pending block's transactions, and the LiquidationCall logs of these users since
     `since_block`. A pending transaction is a rival when its input names the user (directly or packed in
-    a contract's parameters) and it is not ours.
+    a contract's parameters) and it is not ours (sent by `sender`, or liquidated through our `contract`).
 
     With `until` (block, transaction index) of our own reverted transaction: the calls run at the end
     of that block, no pending block is read, and only liquidations ordered before ours count."""
@@ -57,7 +57,7 @@ def read_contests(rpc: Rpc, pool: str, sender: str, calls: list[tuple[str, str, 
     block = replies[-1] if until is None else None
     pending = [] if isinstance(block, RpcError) or not block else block.get("transactions", [])
     txs = [tx for tx in pending if isinstance(tx, dict) and (tx.get("from") or "").lower() != sender.lower()]
-    mined = _rivals_in(logs, sender, until)
+    mined = _rivals_in(logs, (sender, contract), until)
     out = []
     for (user, _, _), reply in zip(calls, latest, strict=True):
         needle = user[2:].lower()
@@ -69,9 +69,11 @@ def read_contests(rpc: Rpc, pool: str, sender: str, calls: list[tuple[str, str, 
     return out
 
 
-def mined_rivals(rpc: Rpc, pool: str, sender: str, users: list[str], since_block: int) -> dict[str, str]:
+def mined_rivals(rpc: Rpc, pool: str, sender: str, users: list[str], since_block: int,
+                 contract: str | None = None) -> dict[str, str]:
     """user (lower case) -> the last LiquidationCall of that user by someone else since `since_block`."""
-    return _rivals_in(rpc.batch([_liquidations_of(pool, users, since_block, "latest")], raise_errors=False)[0], sender)
+    return _rivals_in(rpc.batch([_liquidations_of(pool, users, since_block, "latest")], raise_errors=False)[0],
+                      (sender, contract))
 
 
 def _liquidations_of(pool: str, users: list[str], since_block: int, to_block: str) -> tuple[str, list]:
@@ -80,11 +82,12 @@ def _liquidations_of(pool: str, users: list[str], since_block: int, to_block: st
                                         ["0x" + u[2:].lower().rjust(64, "0") for u in users]]}])
 
 
-def _rivals_in(logs: object, sender: str, until: tuple[int, int] | None = None) -> dict[str, str]:
+def _rivals_in(logs: object, ours: tuple[str | None, ...], until: tuple[int, int] | None = None) -> dict[str, str]:
+    mine = {a.lower() for a in ours if a}
     mined: dict[str, str] = {}
     for lg in logs if isinstance(logs, list) else []:
         ev = aave.LIQUIDATION_CALL_EVENT.decode(lg)
-        if ev["liquidator"].lower() != sender.lower() and (
+        if ev["liquidator"].lower() not in mine and (
                 until is None or (int(lg["blockNumber"], 16), int(lg["transactionIndex"], 16)) < until):
             mined[ev["user"].lower()] = lg["transactionHash"]
     return mined

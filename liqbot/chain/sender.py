@@ -44,6 +44,7 @@ class Simulation:
     gas: int  # limit to send with: the estimate with headroom
     base_fee: int  # of the latest block
     pending_nonce: int | None = None  # ours, read in the same batch when asked for
+    output: str = "0x"  # what the call returned (our flash liquidator returns its profit)
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,17 @@ class Sender:
         return result
 
     def simulate_many(self, calls: list[tuple[str, str]], expected_gas: int | None = None,
-                      gas_limit: int | None = None, with_nonce: bool = False) -> list[Simulation | SimulationFailed]:
+                      gas_limit: int | None = None, with_nonce: bool = False,
+                      gas: list[tuple[int, int]] | None = None) -> list[Simulation | SimulationFailed]:
         """`simulate` for several transactions in one batch; each gets its Simulation or its failure.
-        `with_nonce`: our pending nonce rides along (a send right after needs no read of its own)."""
+        `with_nonce`: our pending nonce rides along (a send right after needs no read of its own).
+        `gas`: (expected, limit) per call, where calls differ (a flash liquidation costs more)."""
         txs = [{"from": self.address, "to": to, "data": data} for to, data in calls]
         head = [("eth_getBlockByNumber", ["latest", False])]
         if with_nonce:
             head.append(("eth_getTransactionCount", [self.address, "pending"]))
         batch = head + [("eth_call", [tx, "pending"]) for tx in txs]
-        if expected_gas is None:
+        if expected_gas is None and gas is None:
             batch += [("eth_estimateGas", [tx, "pending"]) for tx in txs]
         replies = self.rpc.batch(batch, raise_errors=False)
         for reply in replies[: len(head)]:
@@ -100,15 +103,17 @@ class Sender:
         base_fee = int(block.get("baseFeePerGas") or "0x0", 16)
         out: list[Simulation | SimulationFailed] = []
         for i in range(len(txs)):
-            call, est = replies[i], (replies[len(txs) + i] if expected_gas is None else None)
+            call, est = replies[i], (replies[len(txs) + i] if expected_gas is None and gas is None else None)
             failed = next((r for r in (call, est) if isinstance(r, RpcError)), None)
             if failed is not None:
                 out.append(SimulationFailed(failed, base_fee, nonce))
+            elif gas is not None:
+                out.append(Simulation(gas[i][0], gas[i][1], base_fee, nonce, call))
             elif expected_gas is not None:
-                out.append(Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee, nonce))
+                out.append(Simulation(expected_gas, gas_limit or expected_gas * 3, base_fee, nonce, call))
             else:
                 estimate = int(est, 16)
-                out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee, nonce))
+                out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee, nonce, call))
         return out
 
     def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:

@@ -15,6 +15,7 @@ from eth_utils import is_address, to_checksum_address
 from liqbot.domain.close_factor import Rules
 from liqbot.domain.health import AccountData
 from liqbot.domain.liquidation import Candidate, ReservePosition, Seizure, decide
+from liqbot.domain.route import UNLIMITED
 from liqbot.domain.units import UINT256_MAX
 
 _INTS = ("debt_to_cover", "debt_arg", "collateral_seized", "protocol_fee", "debt_repaid", "gross_profit_base",
@@ -61,9 +62,8 @@ def make_plan(positions: Sequence[ReservePosition], account: AccountData, *, rul
     unlimited and passed as type(uint256).max, so the Pool takes exactly what it allows when the call
     lands (interest accrued by then included; never v3.3 dust). None when nothing is worth sending: the
     worker then reads the user and records why."""
-    unlimited = {p.asset: UINT256_MAX for p in positions if p.repayable}
     decision = decide(positions, health_factor=account.health_factor, total_debt_base=account.debt_base, rules=rules,
-                      inventory=unlimited, gas_cost_base=gas_cost_base, min_profit_base=min_profit_base)
+                      inventory=UNLIMITED, gas_cost_base=gas_cost_base, min_profit_base=min_profit_base)
     if decision.plan is None:
         return None
     prices = {p.asset: p.price for p in positions}

@@ -100,6 +100,7 @@ class Attempt(Base):
     debt_repaid: Mapped[int | None] = mapped_column(Uint256, nullable=True)
     collateral_seized: Mapped[int | None] = mapped_column(Uint256, nullable=True)
     rival_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)  # the liquidator we raced, when known
+    route: Mapped[str | None] = mapped_column(String(10), nullable=True)  # inventory | flash (our contract)
 
 
 class BreakerEvent(Base):

@@ -15,17 +15,21 @@ from liqbot.chain import aave
 from liqbot.chain.rivals import read_contests
 from liqbot.domain.liquidation import gas_cost_base
 from liqbot.domain.reverts import lost_race
+from liqbot.domain.route import FLASH
 from liqbot.domain.units import UINT256_MAX, value_base
+from liqbot.execution import gas_key
 from liqbot.runtime import Runtime, runtime
 from liqbot.store.attempts import pending_attempts, record_attempt
 from liqbot.store.db import Attempt
 from liqbot.store.positions import get_cursor, set_cursor
 
 log = logging.getLogger(__name__)
+ERC20_TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
 def realised_profit(rt: Runtime, attempt: Attempt, receipt: dict, native_price: int) -> tuple[int | None, int, int]:
-    """Collateral received minus debt repaid (at the prices the decision used) minus gas actually paid."""
+    """Collateral received minus debt repaid (at the prices the decision used) minus gas actually paid; for
+    a flash liquidation, the debt asset our contract paid out to us (its profit) minus gas."""
     events = [aave.LIQUIDATION_CALL_EVENT.decode(log) for log in receipt.get("logs", [])
               if log.get("topics") and log["topics"][0] == aave.LIQUIDATION_CALL_EVENT.topic0]
     if not events or attempt.collateral_price is None or attempt.debt_price is None:
@@ -34,9 +38,22 @@ def realised_profit(rt: Runtime, attempt: Attempt, receipt: dict, native_price: 
     coll = rt.market.by_asset[ev["collateralAsset"]]
     debt = rt.market.by_asset[ev["debtAsset"]]
     gas_paid = gas_cost_base(int(receipt["gasUsed"], 16), int(receipt.get("effectiveGasPrice", "0x0"), 16), native_price)
+    if attempt.route == FLASH:
+        paid = paid_out(receipt, debt.asset, ev["liquidator"], rt.sender.address)
+        return value_base(paid, attempt.debt_price, debt.decimals) - gas_paid, ev["debtToCover"], ev["liquidatedCollateralAmount"]
     profit = (value_base(ev["liquidatedCollateralAmount"], attempt.collateral_price, coll.decimals)
               - value_base(ev["debtToCover"], attempt.debt_price, debt.decimals) - gas_paid)
     return profit, ev["debtToCover"], ev["liquidatedCollateralAmount"]
+
+
+def paid_out(receipt: dict, token: str, source: str, to: str) -> int:
+    """The ERC-20 `token` moved from `source` to `to` in this transaction (Transfer logs)."""
+    def topic(address: str) -> str:
+        return "0x" + address[2:].lower().rjust(64, "0")
+
+    return sum(int(lg["data"], 16) for lg in receipt.get("logs", [])
+               if lg.get("address", "").lower() == token.lower() and len(lg.get("topics", [])) == 3
+               and lg["topics"][0] == ERC20_TRANSFER_TOPIC and lg["topics"][1] == topic(source) and lg["topics"][2] == topic(to))
 
 
 @app.task(name="liqbot.track_receipts")
@@ -84,7 +101,7 @@ def apply_receipt(rt: Runtime, attempt: Attempt, receipt: dict, native_price: in
     attempt.gas_used = int(receipt["gasUsed"], 16)
     attempt.mined_block = int(receipt["blockNumber"], 16)
     if ok:
-        learn_gas(rt, attempt.gas_used)
+        learn_gas(rt, attempt.gas_used, attempt.route)
         attempt.realised_profit_base, attempt.debt_repaid, attempt.collateral_seized = realised_profit(
             rt, attempt, receipt, native_price)
     else:
@@ -100,7 +117,8 @@ def settle_revert(rt: Runtime, attempt: Attempt, tx_index: int) -> None:
     data = aave.LIQUIDATION_CALL.calldata(attempt.collateral_asset, attempt.debt_asset, attempt.user,
                                           attempt.debt_to_cover or UINT256_MAX, False)
     (c,) = read_contests(rt.rpc, rt.market.pool, rt.sender.address, [(attempt.user, rt.market.pool, data)],
-                         attempt.detected_block or attempt.mined_block, until=(attempt.mined_block, tx_index))
+                         attempt.detected_block or attempt.mined_block, until=(attempt.mined_block, tx_index),
+                         contract=rt.liquidator_contract)
     if c.mined or lost_race(c.code):
         attempt.outcome, attempt.rival_tx = "lost", c.mined
         attempt.reason = "lost race: reverted, " + (f"liquidated first by {c.mined}" if c.mined else f"{c.code} at its block")
@@ -112,9 +130,9 @@ def tell_breaker(rt: Runtime, attempt: Attempt) -> None:
         rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {attempt.tx_hash}")
 
 
-def learn_gas(rt: Runtime, used: int) -> None:
-    """A moving estimate of a liquidation's gas, so attempts price gas without eth_estimateGas."""
-    key = rt.state.key("gas", "liquidation")
+def learn_gas(rt: Runtime, used: int, route: str | None = None) -> None:
+    """A moving estimate of a liquidation's gas per route, so attempts price gas without eth_estimateGas."""
+    key = gas_key(rt, route)
     old = rt.state.r.get(key)
     rt.state.r.set(key, used if old is None else (int(old) * 7 + used) // 8)
 
@@ -182,7 +200,8 @@ def reconcile_chain() -> int:
         end = min(page + RECONCILE_PAGE - 1, head)
         logs = rt.rpc.call("eth_getLogs", {"fromBlock": hex(page), "toBlock": hex(end), "address": rt.market.pool,
                                            "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
-        ours = [lg for lg in logs if aave.LIQUIDATION_CALL_EVENT.decode(lg)["liquidator"] == me]
+        mine = {me, rt.liquidator_contract}
+        ours = [lg for lg in logs if aave.LIQUIDATION_CALL_EVENT.decode(lg)["liquidator"] in mine]
         for lg in ours:
             tx_hash = lg["transactionHash"]
             # In this order: a worker records its row before it drops its in-flight intent.
