@@ -58,6 +58,17 @@ def _row(label: str, s: dict | None, unit: str = "ms") -> str:
     return f"| {label} | {s['n']} | {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['max']:.1f} | {unit} |"
 
 
+def _flash_rows(fl: dict | None) -> list[str]:
+    """The same crash with no tokens at all: every liquidation by flash loan through our contract."""
+    if not fl:
+        return []
+    return [_row("flash loans: detection -> send", fl["detect_to_send_ms"]),
+            _row("flash loans: price update -> tx sent", fl["event_to_send_ms"]),
+            _row("flash loans: price update -> liquidation mined", fl["event_to_mined_ms"]),
+            _row(f"flash loans: gas per liquidation ({', '.join(f'{k} {v}' for k, v in fl.get('routes', {}).items())})",
+                 fl.get("gas"), "gas")]
+
+
 def markdown(r: dict, name: str) -> str:
     a = r["args"]
     m = r["machine"]
@@ -89,6 +100,8 @@ def markdown(r: dict, name: str) -> str:
         _row("fast path: price update -> tx sent", f["event_to_send_ms"]),
         _row("fast path: price update -> liquidation mined", f["event_to_mined_ms"]),
         _row("fast path: blocks between price update and liquidation", f["blocks_after_price"], "blocks"),
+        _row("fast path: gas per liquidation (inventory)", f.get("gas"), "gas"),
+        *_flash_rows(r.get("flash")),
         _row("WS_FAST_PATH=false: price update -> tx sent", s["event_to_send_ms"]),
         _row("WS_FAST_PATH=false: detection (by update_position / scan) -> send", s["detect_to_send_ms"]),
         _row("WS_FAST_PATH=false: price update -> liquidation mined", s["event_to_mined_ms"]),

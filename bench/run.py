@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -34,7 +35,7 @@ from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.errors import RpcError
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_PHASES = ("isolation", "fast", "slow", "scanner", "mirror")
+ALL_PHASES = ("isolation", "fast", "slow", "flash", "scanner", "mirror")
 console = Console()
 
 
@@ -76,6 +77,23 @@ class Bench:
         from liqbot.celery import app
 
         app.conf.broker_url = self.stack.env["REDIS_URL"]
+
+    def flash_liquidator(self) -> str:
+        """Deploy FlashLiquidator, owned by the liquidator, and send the liquidator's every token away."""
+        from liqbot.chain import aave
+        from liqbot.devnet import artifacts
+        from liqbot.devnet.txs import TxSender
+
+        m, rpc = self.dn.market, self.dn.rpc
+        me = m.account("liquidator").address
+        tx = TxSender(rpc)
+        address = tx.deploy(me, artifacts.ours("FlashLiquidator"), m.provider, m.contracts["SwapRouter"])
+        for r in m.reserves.values():
+            held = aave.BALANCE_OF.decode(rpc.eth_call(r.address, aave.BALANCE_OF.calldata(me)))
+            if held:
+                tx.call(me, r.address, aave.TRANSFER, m.account("treasury").address, held)
+        tx.settle()
+        return address
 
     def rt(self):
         from liqbot.runtime import runtime
@@ -210,19 +228,30 @@ class Bench:
                "enqueue_to_start_ms": summary([r["started_ms"] - r["enqueued_ms"] for r in rows]),
                "start_to_send_ms": summary([r["sent_ms"] - r["started_ms"] for r in rows]),
                "blocks_after_price": summary([r["blocks"] for r in rows if r["blocks"] is not None]),
-               "paths": sorted({r["path"] for r in rows}), "rows": rows}
+               "paths": sorted({r["path"] for r in rows}), "rows": rows,
+               "routes": dict(Counter(a.route or "inventory" for a in first.values())), "gas": self.gas(first.values())}
         console.print(f"  detection->send p50 {out['detect_to_send_ms']['p50']:.1f} ms, p99 "
                       f"{out['detect_to_send_ms']['p99']:.1f} ms; price update->sent p50 {out['event_to_send_ms']['p50']:.1f} ms;"
                       f" {len(first)}/{len(targets)} liquidated")
         return out
 
-    def run_pipeline(self, label: str, borrowers: list[str], healthy: list[str], fast: bool, timeout: float) -> dict:
+    def gas(self, attempts) -> dict:
+        """Gas used per mined liquidation, from the receipts."""
+        hashes = [a.tx_hash for a in attempts if a.tx_hash]
+        receipts = self.dn.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]) if hashes else []
+        return summary([int(r["gasUsed"], 16) for r in receipts if r])
+
+    def run_pipeline(self, label: str, borrowers: list[str], healthy: list[str], fast: bool, timeout: float,
+                     flash: bool = False) -> dict:
+        """One crash through the whole stack; with `flash`, our FlashLiquidator is deployed and the liquidator
+        account holds no tokens at all, so every liquidation goes by flash loan."""
         st = self.stack
         for name in list(st.procs):
             if name != "redis":
                 st.stop(name)
         self.rt().state.r.flushdb()
-        self.configure(f"{label}.sqlite", WS_FAST_PATH="true" if fast else "false")
+        extra = {"LIQUIDATOR_CONTRACT": self.flash_liquidator()} if flash else {}
+        self.configure(f"{label}.sqlite", WS_FAST_PATH="true" if fast else "false", **extra)
         for i in range(self.args.priority_workers):  # the lane at a higher CPU priority than bookkeeping
             st.worker(f"priority{i or ''}", PRIORITY_WORKER, wait=True, nice=-5)
         st.worker("default", DEFAULT_WORKER, wait=True, nice=10)
@@ -326,7 +355,7 @@ def main() -> None:
     parser.add_argument("--slow-timeout", type=float, default=1800)
     parser.add_argument("--priority-workers", type=int, default=1, help="priority worker processes (-c 1 each)")
     parser.add_argument("--mirror-users", type=int, default=100_000, help="users of the mirror phase's synthetic market")
-    parser.add_argument("--phases", default="isolation,fast,slow,scanner,mirror",
+    parser.add_argument("--phases", default=",".join(ALL_PHASES),
                         help="comma-separated subset, for iterating on one figure (RESULTS.md needs all)")
     parser.add_argument("--name", default="default")
     args = parser.parse_args()
@@ -358,12 +387,12 @@ def main() -> None:
         st.worker("default", DEFAULT_WORKER, nice=10)
         if "isolation" in phases:
             bench.results["isolation"] = bench.isolation(healthy)
-        for label in ("fast", "slow"):
+        for label in ("fast", "slow", "flash"):
             if label in phases:
                 bench.dn.revert(snap)
                 snap = bench.dn.snapshot()
-                bench.results[label] = bench.run_pipeline(label, borrowers, healthy, label == "fast",
-                                                          600 if label == "fast" else args.slow_timeout)
+                bench.results[label] = bench.run_pipeline(label, borrowers, healthy, label != "slow",
+                                                          args.slow_timeout if label == "slow" else 600, label == "flash")
         if {"fast", "slow"} <= phases:
             f, s = bench.results["fast"]["detect_to_send_ms"], bench.results["slow"]["detect_to_send_ms"]
             bench.results["fast_vs_slow_p50"] = s["p50"] / f["p50"]

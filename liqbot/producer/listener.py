@@ -211,6 +211,7 @@ class Producer:
         for n in [n for n in self.recent if n > fork]:
             del self.recent[n]
         log.warning("reorg detected at block %d: blocks after %d were replaced; re-reading them", number, fork)
+        self.mirror = None  # it applied blocks that left the chain and cannot step back: loaded again
         self.cursor = min(self.cursor, fork)
         self.save_cursor(self.cursor, force=True)
         self._after_reorg([], fork + 1)
@@ -471,16 +472,19 @@ class Producer:
         start = self.cursor + 1
         if start > to_block:
             return
-        # The first backfill needs only who borrows what; a reconnect gap also needs its price moves.
-        addresses = self.market.watched_addresses if live else [self.market.pool, *self.market.by_a_token]
-        events = (*USER_EVENTS, *PRICE_EVENTS) if live else USER_EVENTS
+        # The first backfill needs only who borrows what; a reconnect gap also needs its price moves, and
+        # everything the mirror follows when it was kept: it moves through the gap block by block, as live.
+        flt = self._log_filter() if live else {"address": [self.market.pool, *self.market.by_a_token],
+                                               "topics": topics(USER_EVENTS)}
         total = to_block - start + 1
         t0 = time.monotonic()
         for page_start in range(start, to_block + 1, self.s.log_page_blocks):
             page_end = min(page_start + self.s.log_page_blocks - 1, to_block)
-            logs = self.rpc().call("eth_getLogs", {"fromBlock": hex(page_start), "toBlock": hex(page_end),
-                                                   "address": addresses, "topics": topics(events)})
+            logs = self.rpc().call("eth_getLogs", {**flt, "fromBlock": hex(page_start), "toBlock": hex(page_end)})
             self.handle(logs, time.time(), live=live)
+            if live and self.mirror is not None and self._log_filter() != flt:
+                log.info("the gap changed what the mirror follows (blocks %d-%d): loading it anew", page_start, page_end)
+                self.mirror = None  # later logs of what it now follows were not asked for in this page
             self.save_cursor(page_end, force=True)
             log.info("backfill: blocks %d-%d (%d/%d), %d logs", page_start, page_end, page_end - start + 1, total, len(logs))
         self._books.submit(lambda: None).result()  # bookkeeping of the backfill published (or buffered)
@@ -524,10 +528,11 @@ class Producer:
                                       open_timeout=10) as ws:
             await self._subscribe(ws)
             head = int(await loop.run_in_executor(self._checks, self.rpc().call, "eth_blockNumber"), 16)
-            self.mirror = None  # a gap's backfill does not carry every log the mirror follows: load it anew
+            if self.reconnects == 0:
+                self.mirror = None
             await loop.run_in_executor(self._checks, self.backfill, head, self.reconnects > 0)
             backfilled_to = head
-            if self.use_mirror:
+            if self.use_mirror and self.mirror is None:
                 await loop.run_in_executor(self._checks, self.load_mirror, head)
             loop.run_in_executor(self._checks, self.learn_risk)  # beside the stream, not before it
             log.info("producer live on %s (fast path %s)", self.s.ws_url, "on" if self.fast_path else "off")

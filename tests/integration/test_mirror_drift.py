@@ -63,3 +63,26 @@ def test_the_mirror_audit_finds_no_drift_and_names_what_differs(chain: Devnet, r
 
     assert gather()["mirror"]["drift"] == "1"
     assert producer.mirror.account(users[0]) == found.drift[0].chain  # the live mirror was not touched
+
+
+def test_a_reconnect_moves_the_kept_mirror_through_the_gap_and_routes_what_it_made_liquidatable(chain: Devnet, rt: Runtime):
+    safe = open_position(chain, "user4", weth=10, usdc=9_000)
+    risky = open_position(chain, "user5", weth=10, usdc=15_500)
+    producer = producer_after_backfill(chain, rt)
+    producer.known |= {safe, risky}
+    producer.load_mirror(int(chain.rpc.call("eth_blockNumber"), 16))
+    kept = producer.mirror
+    producer.cursor = kept.block
+    producer.reconnects = 1
+
+    chain.increase_time(7 * 24 * 3600)  # the gap: time, a new borrower, a price move
+    open_position(chain, "user6", weth=2, usdc=1_000)
+    moved = move_price(chain.market, "WETH", pct=-8).block
+    head = int(chain.rpc.call("eth_blockNumber"), 16)
+    producer.backfill(head, live=True)
+
+    assert producer.mirror is kept  # moved through the gap, not loaded again
+    assert kept.block >= moved
+    assert producer.audit_mirror(snapshot(kept.mirror)).drift == []
+    assert rt.state.r.exists(rt.state.key("dedupe", risky))  # routed to the lane from the gap's price move
+    assert not rt.state.r.exists(rt.state.key("dedupe", safe))
