@@ -62,6 +62,11 @@ beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
+    "capture-audit": {
+        "task": "liqbot.capture_audit",
+        "schedule": _s.capture_interval_secs,
+        "options": {"expires": _s.capture_interval_secs},
+    },
     "track-receipts": {
         "task": "liqbot.track_receipts",
         "schedule": 2.0,

@@ -95,7 +95,9 @@ class Race:
         st.redis()
         st.env.update({"MARKET_FILE": str(self.market_file), "DATABASE_URL": f"sqlite:///{self.work / 'liqbot.sqlite'}",
                        "LOG_LEVEL": "INFO", "SCAN_INTERVAL_SECS": "2", "FULL_RESCAN_INTERVAL_SECS": "10",
-                       "DEDUPE_WINDOW_SECS": "2", "WS_FAST_PATH": "true"})
+                       "DEDUPE_WINDOW_SECS": "2", "WS_FAST_PATH": "true",
+                       # with blocks, a pending pool: liqbot back-runs the pending updates (same block)
+                       "MEMPOOL_BACKRUN": "true" if self.block_time and not self.args.no_backrun else "false"})
         with console.status(f"{self.mode}: starting liqbot and the rival"):
             st.worker("priority", PRIORITY_WORKER, wait=True, nice=-5)
             st.worker("default", DEFAULT_WORKER, wait=True, nice=10)
@@ -236,8 +238,13 @@ class Race:
         for lg in liqs:
             first.setdefault(lg["user"], lg)
         per_user = []
+        step_blocks = sorted(s["block"] for s in steps)
         for u, lg in first.items():
-            trigger = became.get(u)
+            # Liquidated in an update's own block (a backrun), a user shows healthy again at that block's end:
+            # its trigger is then the last update at or before its liquidation.
+            trigger = became.get(u) or max((b for b in step_blocks if b <= lg["block"]), default=None)
+            if trigger is not None:
+                became.setdefault(u, trigger)
             per_user.append({"user": u, "first": names.get(lg["liquidator"], lg["liquidator"]), "block": lg["block"],
                              "tx_index": lg["index"], "price_block": trigger,
                              "blocks_after_price": lg["block"] - trigger if trigger else None,
@@ -288,6 +295,12 @@ def run_mode(args: argparse.Namespace, block_time: float) -> dict:
     return result
 
 
+def same_block(r: dict) -> str:
+    ours = [p for p in r["per_user"] if p["first"] == "liqbot" and p["blocks_after_price"] is not None]
+    same = sum(p["blocks_after_price"] == 0 for p in ours)
+    return f"{same}/{len(ours)}" + (f" ({same / len(ours):.0%})" if ours else "")
+
+
 def fmt_p(d: dict) -> str:
     return "-" if not d.get("n") else f"{d['p50']:.4g} / {d['max']:.4g} (n={d['n']})"
 
@@ -315,6 +328,7 @@ def table(results: list[dict]) -> list[tuple[str, ...]]:
     row("liquidationCall max fee (tip) p50, gwei: liqbot / rival", lambda r: f"{fees(r, 'liqbot')} / {fees(r, 'rival')}")
     row("blocks update -> first liquidation, p50 / max: liqbot wins", lambda r: fmt_p(r["blocks_after_price"]["liqbot"]))
     row("blocks update -> first liquidation, p50 / max: rival wins", lambda r: fmt_p(r["blocks_after_price"]["rival"]))
+    row("liqbot's first liquidations in the update's own block", same_block)
     row("liqbot detection -> send ms, p50 / max", lambda r: fmt_p(r["attempts"].get("detect_to_send_ms", {})))
     row("liqbot detection -> task start ms, p50 / max", lambda r: fmt_p(r["attempts"].get("detect_to_start_ms", {})))
     row("rival event -> send ms, p50 / max", lambda r: fmt_p(r["logs"]["rival"]["event_to_send_ms"]))
@@ -340,12 +354,7 @@ def print_results(results: list[dict], command: str) -> None:
             console.print(f"{r['mode']}: liqbot's top non-mined outcomes:")
             for reason, n in reasons:
                 console.print(f"  {n:4d}  {reason}")
-    md = [f"Command: `{command}`", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    for r in results:
-        for reason, n in r["attempts"].get("top_reasons") or []:
-            md.append(f"- {r['mode']}: {n} x {reason}")
-    print("\nmarkdown:\n" + "\n".join(md))
+    print("\nmarkdown:\n" + "\n".join(markdown(results, command)))
 
 
 def cli_error() -> str | None:
@@ -359,9 +368,9 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--borrowers", type=int, default=60)
+    parser.add_argument("--borrowers", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--asset", default="WETH")
     parser.add_argument("--pct", type=float, default=-15, help="the whole move, in percent")
@@ -374,7 +383,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds between both being live and the first update")
     parser.add_argument("--quiet", type=float, default=8.0, help="settled once no liquidation landed for this long")
     parser.add_argument("--timeout", type=float, default=120.0, help="at most this long after the last update")
-    args = parser.parse_args()
+    parser.add_argument("--no-backrun", action="store_true", help="with a block time: MEMPOOL_BACKRUN=false")
+    return parser
+
+
+def markdown(results: list[dict], command: str) -> list[str]:
+    rows = table(results)
+    md = [f"Command: `{command}`", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    md += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    for r in results:
+        for reason, n in r["attempts"].get("top_reasons") or []:
+            md.append(f"- {r['mode']}: {n} x {reason}")
+    return md
+
+
+def main() -> None:
+    args = parser().parse_args()
     sys.path.insert(0, str(ROOT))
     args.cli_error = cli_error()
     if args.cli_error:

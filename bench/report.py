@@ -131,6 +131,11 @@ def markdown(r: dict, name: str) -> str:
            **{f"slow/{k}": v for k, v in s.get("peak_memory_mb", {}).items()}}
     lines.append("- Peak memory (VmHWM, a worker includes its pool children): "
                  + ", ".join(f"{k} {v:.0f} MB" for k, v in mem.items()) + ".")
+    if races := r.get("race"):
+        from bench.race import markdown as race_markdown
+
+        lines += ["", "### Race against a compact rival (bench/rival.py)", "",
+                  *race_markdown(races, "make bench (phase race; alone: python -m bench.race)")[2:]]
     lines += ["", "Targets: price update -> tx sent p50 <= 15 ms and p99 <= 40 ms, routed within 3 ms of the event "
               "(issue 13); detection -> send p50 <= 25 ms and p99 <= 100 ms with the backlog; isolation <= 1.25; fast "
               "path >= 10x; scanner >= 80% of raw; the mirror's screen of 100,000 users <= 10 ms in <= 300 MB. See the "

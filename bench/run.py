@@ -35,7 +35,7 @@ from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.errors import RpcError
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_PHASES = ("isolation", "fast", "slow", "flash", "scanner", "mirror")
+ALL_PHASES = ("isolation", "fast", "slow", "flash", "scanner", "mirror", "race")
 console = Console()
 
 
@@ -407,6 +407,13 @@ def main() -> None:
 
             bench.stack.stop_all()
             bench.results["mirror"] = measure(users=args.mirror_users, say=console.print)
+        if "race" in phases:  # against a compact rival (bench/race.py): automine, then 2 s blocks with the backrun
+            from bench import race
+
+            bench.close()
+            rargs = race.parser().parse_args([])
+            rargs.cli_error = race.cli_error()
+            bench.results["race"] = [race.run_mode(rargs, bt) for bt in (0.0, 2.0)]
     finally:
         bench.close()
     from bench.report import write

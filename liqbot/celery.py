@@ -15,7 +15,8 @@ from celery.signals import setup_logging as celery_setup_logging
 
 from liqbot.logs import FAST, LEVELS
 
-app = Celery("liqbot", include=["liqbot.tasks.liquidate", "liqbot.tasks.positions", "liqbot.tasks.receipts", "liqbot.tasks.scan"])
+app = Celery("liqbot", include=["liqbot.tasks.capture", "liqbot.tasks.guard", "liqbot.tasks.liquidate", "liqbot.tasks.positions",
+                                "liqbot.tasks.receipts", "liqbot.tasks.scan"])
 app.config_from_object("celeryconfig")
 # Flower sets up its logging itself, from FLOWER_LOGGING (tornado's --logging): LOG_LEVEL governs it too.
 _level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()

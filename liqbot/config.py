@@ -13,11 +13,11 @@ import stat
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from liqbot.errors import ConfigError
 from liqbot.logs import LEVELS
@@ -45,6 +45,12 @@ EXPECTED = {
     "close_factor_rules": "auto, v3.0 or v3.3",
     "native_price_asset": "the symbol or address of the reserve priced like the gas token, e.g. WETH",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    "backrun_watch": "comma-separated 0x-addresses (price feeds, forwarders) or nothing",
+    "mempool_backrun": "true or false",
+    "submit_route": "public (our node's mempool) or bundle (eth_sendBundle to RELAY_URLS)",
+    "relay_urls": "comma-separated http:// or https:// URLs of bundle relays",
+    "relay_signing_key": "a 0x-prefixed 32-byte hex key that signs relay requests (not the liquidator key)",
+    "bundle_blocks": "how many consecutive blocks a bundle is sent for, e.g. 1",
 }
 
 
@@ -65,6 +71,7 @@ class Settings(BaseSettings):
     dedupe_window_secs: float = Field(2.0, gt=0, le=3600)
     scan_interval_secs: float = Field(5.0, gt=0)
     full_rescan_interval_secs: float = Field(60.0, gt=0)
+    capture_interval_secs: float = Field(15.0, gt=0)  # beat: the capture audit (every LiquidationCall, ours or lost)
     at_risk_hf: Decimal = Field(Decimal("1.1"), gt=1, le=100)
     start_block: int = Field(0, ge=0)
     liquidation_max_age_secs: float = Field(30.0, gt=0)
@@ -91,12 +98,19 @@ class Settings(BaseSettings):
     liquidation_gas_estimate: int = Field(400_000, ge=21_000)  # until receipts have taught a better one
     flash_gas_estimate: int = Field(600_000, ge=21_000)  # flash loan + liquidation + swap, until receipts teach it
     flash_gas_limit: int = Field(1_500_000, ge=100_000)
-    flash_slippage_bps: int = Field(50, ge=0, le=5_000)  # a flash call reverts below its simulated profit less this
+    flash_slippage_bps: int = Field(5_000, ge=0, le=10_000)  # a flash call reverts below its quote less this share
+    # (never below break-even: gas and MIN_PROFIT_BASE)
+    mempool_backrun: bool = False  # the producer back-runs pending price updates (needs a node with a mempool)
+    backrun_watch: str = ""  # more addresses whose pending transactions may move a price (comma-separated)
     fault_inject_revert: bool = False  # tests only: send liquidations with too little gas, so they revert
     fault_pause_after_send_secs: float = Field(0.0, ge=0)  # tests only: a window to kill a worker mid-liquidation
     redis_prefix: str = Field("liqbot", min_length=1)
     log_level: str = "INFO"
     metrics_port: int = Field(0, ge=0, le=65535)  # 0: off; the producer serves it, workers on metrics_port + 1, + 2, ...
+    submit_route: str = Field("public", pattern="^(public|bundle)$")  # see liqbot/chain/submit.py
+    relay_urls: Annotated[list[str], NoDecode] = []  # comma-separated in the environment, not JSON
+    relay_signing_key: SecretStr | None = None  # identifies us to relays; holds no funds
+    bundle_blocks: int = Field(1, ge=1, le=25)  # a bundle is sent for the next block and the ones after
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +163,18 @@ class Settings(BaseSettings):
             raise ValueError("not a log level")
         return level
 
+    @field_validator("backrun_watch")
+    @classmethod
+    def _addresses(cls, v: str) -> str:
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        if any(not is_address(p) for p in parts):
+            raise ValueError("not a comma-separated list of addresses")
+        return ",".join(to_checksum_address(p) for p in parts)
+
+    @property
+    def backrun_watch_list(self) -> list[str]:
+        return [p for p in self.backrun_watch.split(",") if p]
+
     @field_validator("pool_addresses_provider", "liquidator_contract")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
@@ -158,7 +184,20 @@ class Settings(BaseSettings):
             raise ValueError("not a non-zero address")
         return to_checksum_address(v)
 
-    @field_validator("liquidator_private_key")
+    @field_validator("relay_urls", mode="before")
+    @classmethod
+    def _relay_urls(cls, v: Any) -> Any:
+        urls = [u.strip() for u in v.split(",") if u.strip()] if isinstance(v, str) else v
+        if isinstance(urls, list) and any(not str(u).startswith(("http://", "https://")) for u in urls):
+            raise ValueError("not a list of http(s) URLs")
+        return urls
+
+    @field_validator("relay_signing_key", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("liquidator_private_key", "relay_signing_key")
     @classmethod
     def _key(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
@@ -173,6 +212,25 @@ class Settings(BaseSettings):
         if (self.liquidator_private_key is None) == (self.liquidator_key_file is None):
             raise ValueError("LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE: set exactly one of them")
         return self
+
+    @model_validator(mode="after")
+    def _bundle_route(self) -> Settings:
+        """The bundle route needs somewhere to send and a searcher key of its own (a key file is compared
+        in `load_settings`, once it is read)."""
+        if self.submit_route != "bundle":
+            return self
+        if not self.relay_urls:
+            raise ValueError(f"RELAY_URLS: required when SUBMIT_ROUTE=bundle; expected {EXPECTED['relay_urls']}")
+        if self.relay_signing_key is None:
+            raise ValueError(f"RELAY_SIGNING_KEY: required when SUBMIT_ROUTE=bundle; expected {EXPECTED['relay_signing_key']}")
+        if self.liquidator_private_key is not None:
+            self._check_relay_key(self.liquidator_private_key.get_secret_value())
+        return self
+
+    def _check_relay_key(self, liquidator_key: str) -> None:
+        if self.relay_signing_key is not None and self.relay_signing_key.get_secret_value() == liquidator_key:
+            # relays see the signer's address: it must not be the one holding our funds
+            raise ValueError("RELAY_SIGNING_KEY: must not be the liquidator key; expected a separate key holding no funds")
 
     @property
     def at_risk_hf_wad(self) -> int:
@@ -209,6 +267,8 @@ class Settings(BaseSettings):
         out = self.model_dump()
         if self.liquidator_private_key is not None:
             out["liquidator_private_key"] = "0x****" + "(masked)"
+        if self.relay_signing_key is not None:
+            out["relay_signing_key"] = "0x****" + "(masked)"
         out["redis_url"] = _mask_url(self.redis_url)
         out["database_url"] = _mask_url(self.database_url)
         return {k: (str(v) if isinstance(v, Path | Decimal) else v) for k, v in out.items()}
@@ -238,7 +298,12 @@ def load_settings(**overrides: Any) -> Settings:
                 lines.append(msg)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     if settings.liquidator_key_file is not None:
-        settings.private_key()  # fail at start-up, not at the first liquidation
+        key = settings.private_key()  # fail at start-up, not at the first liquidation
+        if settings.submit_route == "bundle":
+            try:
+                settings._check_relay_key(key)
+            except ValueError as exc:
+                raise ConfigError(f"invalid configuration:\n  {exc}") from None
     return settings
 
 

@@ -21,7 +21,7 @@ from liqbot.chain.snapshot import Snapshot, read_snapshots
 from liqbot.domain import fees as fee_core
 from liqbot.domain.close_factor import Rules
 from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
-from liqbot.domain.plan import Plan
+from liqbot.domain.plan import PendingUpdate, Plan
 from liqbot.domain.reverts import lost_race
 from liqbot.domain.route import FLASH, INVENTORY, UNLIMITED, RouteOption, choose, flash_amount, min_profit
 from liqbot.domain.units import UINT256_MAX, value_base
@@ -122,6 +122,7 @@ class Job:
     outcome: Outcome | None = None
     options: list[Option] = field(default_factory=list)  # simulated together; the most profitable is sent
     to: str = ""  # where the chosen call goes
+    chosen: Option | None = None
     prices: dict[str, int] = field(default_factory=dict)  # asset -> the oracle price the plans used
 
 
@@ -156,17 +157,33 @@ def attempt_group(rt: Runtime, jobs: list[Job], mark: str) -> list[Outcome]:
 
 def run_planned(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
     """Trust the plans, verify them: simulate the exact calls (our nonce rides along), then send. A plan
-    the chain disagrees with goes back to the fresh path, with the reason kept on its record."""
+    the chain disagrees with goes back to the fresh path, with the reason kept on its record. Plans made
+    behind a pending price update are simulated behind it, per update."""
+    behind: dict[str | None, list[Job]] = {}
+    for job in jobs:
+        after = job.given.after  # type: ignore[union-attr]
+        behind.setdefault(after.tx_hash if after else None, []).append(job)
+    for part in behind.values():
+        run_plans(rt, part, gas_expected)
+
+
+def run_plans(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
     t_sim = time.perf_counter()
+    after = jobs[0].given.after  # type: ignore[union-attr]
     for job in jobs:
         adopt(rt, job, job.given)  # type: ignore[arg-type]
-    simulate_all(rt, jobs, jobs[0].given.native_price, gas_expected)  # type: ignore[union-attr]
+    simulate_all(rt, jobs, jobs[0].given.native_price, gas_expected, behind=after)  # type: ignore[union-attr]
     for job in jobs:
         o = job.outcome
-        if o is not None and o.outcome == "skipped" and o.reason.startswith(REVERTED_IN_SIMULATION):
-            job.note = f"plan of block {job.given.block} disagreed ({o.reason[len(REVERTED_IN_SIMULATION):]})"[:200]  # type: ignore[union-attr]
-            job.given, job.outcome, job.sim, job.rival, job.options = None, None, None, None, []
-            log.info("user=%s: %s; reading it fresh", job.user, job.note)
+        if o is None or o.outcome != "skipped" or not o.reason.startswith(REVERTED_IN_SIMULATION):
+            continue
+        if after is not None:  # nothing to read fresh before the update is mined: its own detection will come
+            job.outcome = Outcome("skipped", f"backrun of {after.tx_hash}: {o.reason}"[:200], job.info)
+            rt.state.release(job.user)
+            continue
+        job.note = f"plan of block {job.given.block} disagreed ({o.reason[len(REVERTED_IN_SIMULATION):]})"[:200]  # type: ignore[union-attr]
+        job.given, job.outcome, job.sim, job.rival, job.options = None, None, None, None, []
+        log.info("user=%s: %s; reading it fresh", job.user, job.note)
     ready = [j for j in jobs if j.outcome is None and j.given is not None]
     sims = [j.sim for j in ready if j.sim is not None]
     if sims and sims[0].base_fee > rt.settings.max_gas_price_wei:
@@ -175,8 +192,25 @@ def run_planned(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
         return
     t_send = time.perf_counter()
     if ready:
-        send_all(rt, ready, sims[0].pending_nonce)
+        send_all(rt, ready, sims[0].pending_nonce, after)
         mark_stages(ready, {"sim": t_send - t_sim, "send": time.perf_counter() - t_send})
+        if after is not None:
+            guard(rt, after, ready)
+
+
+def guard(rt: Runtime, after: PendingUpdate, jobs: list[Job]) -> None:
+    """Watch the update our liquidations follow (tasks/guard.py): if it never lands, they must not either."""
+    from liqbot.tasks.guard import GUARD_SECS, guard_backrun
+
+    sent = [[j.user, o.fields["tx_hash"], o.fields["nonce"], o.fields["max_fee"], o.fields["tip"]]
+            for j in jobs if (o := j.outcome) is not None and o.outcome == "sent"]
+    if not sent:
+        return
+    try:
+        guard_backrun.apply_async((after.tx_hash, sent, time.time()), queue="default", routing_key="default",
+                                  countdown=GUARD_SECS)
+    except Exception as exc:
+        log.warning("could not start the guard of %d backruns behind %s: %s", len(sent), after.tx_hash, exc)
 
 
 def run_fresh(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
@@ -244,7 +278,7 @@ def adopt(rt: Runtime, job: Job, given: Plan) -> None:
 def take(job: Job, option: Option) -> None:
     """Make `option` the job's call, and what its record says."""
     c = job.plan = option.plan
-    job.to, job.data = option.to, option.data
+    job.to, job.data, job.chosen = option.to, option.data, option
     job.info |= {"route": option.route, "collateral_asset": c.collateral_asset, "debt_asset": c.debt_asset,
                  "debt_to_cover": c.debt_to_cover, "collateral_price": job.prices[c.collateral_asset],
                  "debt_price": job.prices[c.debt_asset]}
@@ -317,7 +351,8 @@ def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot], gas_expected: 
         take(job, job.options[0])
 
 
-def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: int) -> None:
+def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: int,
+                 behind: PendingUpdate | None = None) -> None:
     """Approve what needs it (once per asset), simulate every option of every plan in one batch (a flash
     option's simulation is its quote: it returns the profit), keep each job's most profitable option, bid
     the fees. A plan that fails against the pending block because of another liquidator is a contest,
@@ -334,14 +369,21 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: 
         for asset in unapproved:
             sender.ensure_approved(asset, rt.market.pool, opening)
     options = [o for j in jobs for o in j.options]
-    sims = sender.simulate_many([(o.to, o.data) for o in options], with_nonce=True, gas=[o.gas for o in options])
+    try:
+        if behind:
+            sims = [r[0] for r in sender.simulate_in_order([[(o.to, o.data, o.gas[1])] for o in options], behind.call())]
+        else:
+            sims = sender.simulate_many([(o.to, o.data) for o in options], with_nonce=True, gas=[o.gas for o in options])
+    except SimulationFailed as exc:  # the update itself would revert (replaced, or already mined)
+        sims = [exc] * len(options)
     for option, sim in zip(options, sims, strict=True):
         option.result = sim
     first = sims[0]
     for job in jobs:
         pick(rt, job, first.base_fee + min_tip, native_price)
+    confirm_in_order(rt, jobs, behind, first.base_fee + min_tip, native_price)
     contested = [j for j in jobs if j.sim is None and isinstance(fail := j.options[0].result, SimulationFailed)
-                 and lost_race(fail.code)]
+                 and lost_race(fail.code) and behind is None]
     if contested:
         contest_all(rt, contested, Simulation(gas_expected, s.liquidation_gas_limit, first.base_fee, first.pending_nonce))
     for job in jobs:
@@ -350,7 +392,7 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: 
         if job.sim is None:
             job.outcome = Outcome("skipped", f"{REVERTED_IN_SIMULATION}{job.options[0].result}"[:200], job.info)
             continue
-        bid_fees(rt, job, native_price)
+        bid_fees(rt, job, native_price, behind)
 
 
 def pick(rt: Runtime, job: Job, gas_price: int, native_price: int) -> None:
@@ -366,7 +408,7 @@ def pick(rt: Runtime, job: Job, gas_price: int, native_price: int) -> None:
             quoted = int(o.result.output, 16) if o.result.output not in ("0x", "") else 0
             gross = value_base(quoted, job.prices[o.plan.debt_asset], rt.market.by_asset[o.plan.debt_asset].decimals)
             o.plan = replace(o.plan, gross_profit_base=gross)
-            o.data = liquidator.liquidate_calldata(*o.args, min_profit(quoted, rt.settings.flash_slippage_bps))
+            o.data = liquidator.liquidate_calldata(*o.args, flash_floor(rt, job, o, quoted, gas_price, native_price))
         ok[i] = RouteOption(o.route, gross, o.result.estimate)
     best = choose(list(ok.values()), gas_price, native_price)
     if best is None:
@@ -380,6 +422,42 @@ def pick(rt: Runtime, job: Job, gas_price: int, native_price: int) -> None:
         notes.append(f"{best.route} over {other.route}: net {best.net(gas_price, native_price) / 10**8:.2f} vs "
                      f"{other.net(gas_price, native_price) / 10**8:.2f} USD before the tip")
     job.note = "; ".join([job.note, *notes] if job.note else notes)
+
+
+def flash_floor(rt: Runtime, job: Job, o: Option, quoted: int, gas_price: int, native_price: int) -> int:
+    cost = gas_cost_base(o.gas[0], gas_price, native_price) + rt.settings.min_profit_base
+    return min_profit(quoted, rt.settings.flash_slippage_bps, cost, job.prices[o.plan.debt_asset],
+                      rt.market.by_asset[o.plan.debt_asset].decimals)
+
+
+def confirm_in_order(rt: Runtime, jobs: list[Job], behind: PendingUpdate | None, gas_price: int, native_price: int) -> None:
+    """Options are simulated each on its own; a group's chosen calls then run in one block one after the other:
+    behind a pending update, or when flash loans sell on the same DEX pools (each sale moves the price the next
+    one gets), simulate them once more in that order (one more round trip) and take those figures: a call
+    that fails there is skipped, a flash quote is renewed."""
+    chosen = [j for j in jobs if j.sim is not None and j.outcome is None]
+    flash = [j for j in chosen if j.info.get("route") == FLASH]
+    if len(chosen) < 2 or not (behind or len(flash) > 1):
+        return
+    opts = [j.chosen for j in chosen if j.chosen is not None]
+    if len(opts) < len(chosen):
+        return
+    calls = [(o.to, liquidator.liquidate_calldata(*o.args, 0) if o.route == FLASH else o.data, o.gas[1]) for o in opts]
+    try:
+        (results,) = rt.sender.simulate_in_order([calls], behind.call() if behind else None)
+    except SimulationFailed as exc:
+        results = [exc] * len(calls)
+    for job, o, r in zip(chosen, opts, results, strict=True):
+        if isinstance(r, SimulationFailed):
+            job.sim = None
+            job.outcome = Outcome("skipped", f"{REVERTED_IN_SIMULATION}{r} (after the group's earlier calls)"[:200], job.info)
+            continue
+        job.sim = r
+        if o.route == FLASH:
+            quoted = int(r.output, 16) if r.output not in ("0x", "") else 0
+            o.plan = job.plan = replace(o.plan, gross_profit_base=value_base(
+                quoted, job.prices[o.plan.debt_asset], rt.market.by_asset[o.plan.debt_asset].decimals))
+            job.data = liquidator.liquidate_calldata(*o.args, flash_floor(rt, job, o, quoted, gas_price, native_price))
 
 
 def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:
@@ -398,9 +476,11 @@ def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:
                                   job.info)
 
 
-def bid_fees(rt: Runtime, job: Job, native_price: int) -> None:
+def bid_fees(rt: Runtime, job: Job, native_price: int, behind: PendingUpdate | None = None) -> None:
     """The fee bid from the simulated gas and the profit; against a pending rival, a bid that orders us
-    first, or the race given up when winning it costs more than the profit share or the fee cap."""
+    first, or the race given up when winning it costs more than the profit share or the fee cap. Behind a
+    pending update: its own max fee (a node ordering by fee, then arrival, mines us right after it; a
+    higher fee would mine us before it, where we revert)."""
     s, sim, plan = rt.settings, job.sim, job.plan
     assert sim is not None
     assert plan is not None
@@ -409,6 +489,12 @@ def bid_fees(rt: Runtime, job: Job, native_price: int) -> None:
     share = {"gas": sim.estimate, "profit_base": net_before_tip, "native_price": native_price,
              "min_tip": s.max_priority_fee_wei, "profit_share_bps": s.tip_profit_share_bps}
     job.fees = fee_core.bid(base_fee=sim.base_fee, max_fee_cap=s.max_gas_price_wei, **share)
+    if behind is not None:
+        job.fees = fee_core.Fees(behind.max_fee, min(behind.tip, behind.max_fee))
+        job.note = "; ".join(filter(None, [job.note, f"behind pending {behind.tx_hash}"]))
+        if behind.max_fee > s.max_gas_price_wei:
+            job.outcome = Outcome("skipped", f"gas price above cap ({behind.max_fee / 1e9:.1f} gwei, the update's)", job.info)
+            return
     lost = ""
     if job.rival is not None:
         job.info["rival_tx"] = job.rival.tx_hash
@@ -430,7 +516,7 @@ def bid_fees(rt: Runtime, job: Job, native_price: int) -> None:
         job.outcome = Outcome("dry_run", job.note, job.info)
 
 
-def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
+def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: PendingUpdate | None = None) -> None:
     s = rt.settings
 
     def intent(signed: list[tuple[str, int]]) -> None:
@@ -447,7 +533,8 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None) -> None:
     txs = [Tx(j.to, j.data, INJECTED_REVERT_GAS if s.fault_inject_revert else j.sim.gas, j.fees)  # type: ignore[union-attr,arg-type]
            for j in jobs]
     try:
-        results: list = rt.sender.send_many(txs, before_send=intent, pending_nonce=pending_nonce)
+        results: list = rt.sender.send_many(txs, before_send=intent, pending_nonce=pending_nonce, submitter=rt.submitter,
+                                            ahead=[behind.raw] if behind is not None and behind.raw else [])
     except (RpcError, OSError) as exc:
         results = [exc] * len(jobs)
     sent_at = time.time()

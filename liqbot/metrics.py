@@ -9,11 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+
+from liqbot.domain.capture import reason_kind
+
+if TYPE_CHECKING:
+    from liqbot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
@@ -38,7 +44,7 @@ class LiqbotCollector(Collector):
         yield outcomes
         skips = CounterMetricFamily("liqbot_skips", "Skipped liquidations by reason", labels=["reason"])
         for reason, n in by_reason:
-            skips.add_metric([(reason or "").split(":")[0].split(" (")[0]], n)
+            skips.add_metric([reason_kind(reason)], n)
         yield skips
         hist = HistogramMetricFamily("liqbot_detection_to_send_ms", "Detection to send latency (ms)", labels=["path"])
         for path in sorted({p for p, _ in latencies}):
@@ -80,11 +86,31 @@ class LiqbotCollector(Collector):
                                     value=int(audit["compared"]))
             yield GaugeMetricFamily("liqbot_mirror_audit_block", "Block of the mirror's last comparison",
                                     value=int(audit["block"]))
+        yield from capture_metrics(rt)
         counters = rt.state.counters()
         routed = CounterMetricFamily("liqbot_routing", "Routing events (deduped, fallback)", labels=["event"])
         for name, n in counters.items():
             routed.add_metric([name], n)
         yield routed
+
+
+def capture_metrics(rt: Runtime) -> Iterator:
+    """The capture rate over the last hour and day, by count and by bonus, and the day's losses by reason
+    (from the capture audit's table; a window with no liquidation has no rate)."""
+    from liqbot.store.captures import capture_summary
+
+    with rt.sessions() as s:
+        summary = capture_summary(s, time.time())
+    rate = GaugeMetricFamily("liqbot_capture_rate", "Liquidations on the market that were ours (0-1)", labels=["window", "by"])
+    for window, r in summary["rates"].items():
+        for by in ("count", "bonus"):
+            if r[f"by_{by}"] is not None:
+                rate.add_metric([window, by], r[f"by_{by}"])
+    yield rate
+    losses = GaugeMetricFamily("liqbot_capture_losses", "Liquidations lost over the last day, by reason", labels=["reason"])
+    for reason, n in summary["losses"]:
+        losses.add_metric([reason], n)
+    yield losses
 
 
 _started: set[int] = set()

@@ -16,6 +16,7 @@ from liqbot.chain.liquidator import check_liquidator
 from liqbot.chain.market import MarketInfo, discover_market
 from liqbot.chain.rpc import Rpc
 from liqbot.chain.sender import Sender
+from liqbot.chain.submit import Submitter, build_submitter
 from liqbot.config import Settings, get_settings, get_settings_or_exit
 from liqbot.domain.breaker import BreakerConfig, BreakerState
 from liqbot.domain.fees import Fees
@@ -37,6 +38,7 @@ class Runtime:
     _market: MarketInfo | None = field(default=None, repr=False)
     _market_at: float = 0.0
     _sender: Sender | None = field(default=None, repr=False)
+    _submitter: Submitter | None = field(default=None, repr=False)
     _chain_id: int | None = None
     _breaker: Breaker | None = field(default=None, repr=False)
     _liquidator_contract: str | None = None
@@ -65,6 +67,16 @@ class Runtime:
         if self._sender is None:
             self._sender = Sender(self.rpc, self.settings.private_key(), self.chain_id, self.state.r, self.state.key())
         return self._sender
+
+    @property
+    def submitter(self) -> Submitter:
+        """The route SUBMIT_ROUTE names, for `sender.send_many(..., submitter=rt.submitter)`: built once per
+        process (the bundle route keeps a connection and a thread per relay)."""
+        if self._submitter is None:
+            s = self.settings
+            key = s.relay_signing_key.get_secret_value() if s.relay_signing_key is not None else None
+            self._submitter = build_submitter(self.rpc, s.submit_route, s.relay_urls, key, s.bundle_blocks)
+        return self._submitter
 
     @property
     def native_asset(self) -> str | None:

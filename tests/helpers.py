@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from liqbot.chain import aave
@@ -116,3 +117,38 @@ def give_away_inventory(chain, who: str, keep: dict[str, int] | None = None) -> 
         if held > keep.get(symbol, 0):
             tx.call(who, r.address, aave.TRANSFER, m.account("treasury").address, held - keep.get(symbol, 0))
     tx.settle()
+
+
+def plan_from_chain(rt, user: str):
+    """The plan a detector with the user's exact positions makes (read here from the chain, as the mirror
+    computes them), inventory unlimited."""
+    from liqbot.chain.snapshot import read_snapshot
+    from liqbot.domain.liquidation import decide
+    from liqbot.domain.plan import Plan
+    from liqbot.domain.units import UINT256_MAX
+    from liqbot.execution import rules_for
+
+    snap = read_snapshot(rt.rpc, rt.market, user, rt.sender.address, rt.native_asset)
+    d = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
+               rules=rules_for(rt), inventory=snap.inventory, gas_cost_base=0, min_profit_base=0)
+    assert d.plan is not None, d.reason
+    prices = {p.asset: p.price for p in snap.positions}
+    return Plan(d.plan, UINT256_MAX, prices[d.plan.collateral_asset], prices[d.plan.debt_asset], snap.native_price, snap.block)
+
+
+def mirror_producer(chain, rt, users, fast_path: bool = True):
+    """A producer after its backfill that follows `users` with a mirror loaded at the head."""
+    producer = producer_after_backfill(chain, rt, fast_path)
+    producer.known |= set(users)
+    producer.load_mirror(int(chain.rpc.call("eth_blockNumber"), 16))
+    return producer
+
+
+@contextmanager
+def mempool(chain) -> Iterator[None]:
+    """Automine off: what is sent waits in the pool until the test mines a block."""
+    chain.rpc.call("evm_setAutomine", False)
+    try:
+        yield
+    finally:
+        chain.rpc.call("evm_setAutomine", True)

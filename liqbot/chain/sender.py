@@ -6,12 +6,18 @@ not have seen that one yet). The stored value only moves after the node accepted
 so concurrent workers never collide and a failed send leaves no gap; it expires after a minute of
 quiet, so a transaction dropped from the mempool cannot wedge the account. Sends are never retried
 blindly: a send that raised is reported, and the scanner re-detects.
+
+A bundle (chain/submit.py) never moves the stored nonce: it lands whole or not at all, and a relay's
+acceptance does not say which. Counting it would put every later send behind nonces that may never
+be used (wedged until the memory expires); not counting it means the next send, until the bundle
+shows in a block, takes the same nonces: of two such sends at most one can land, never both, never
+a gap. Transactions that must all land go in one send_many (one bundle).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -19,6 +25,7 @@ from eth_account import Account
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
+from liqbot.chain.submit import BundleResult, PublicSubmitter, Submitter
 from liqbot.domain.fees import Fees
 from liqbot.domain.reverts import revert_code
 from liqbot.errors import LiqbotError, RpcError
@@ -59,6 +66,7 @@ class Tx:
 class Sent:
     tx_hash: str
     nonce: int
+    bundle: BundleResult | None = None  # sent in a bundle: which relays took it, for which blocks
 
 
 class Sender:
@@ -69,6 +77,7 @@ class Sender:
         self._lock_key = f"{key_prefix}:sendlock:{self.address}"
         self._nonce_key = f"{key_prefix}:nonce:{self.address}"
         self._approved: set[str] = set()
+        self._public = PublicSubmitter(rpc)
 
     def __repr__(self) -> str:  # never show the key
         return f"Sender({self.address})"
@@ -116,6 +125,42 @@ class Sender:
                 out.append(Simulation(estimate, estimate * 12 // 10 + 20_000, base_fee, nonce, call))
         return out
 
+    def simulate_in_order(self, sequences: list[list[tuple[str, str, int]]], first: dict | None = None
+                          ) -> list[list[Simulation | SimulationFailed]]:
+        """Each sequence of our calls (to, data, gas limit) in one eth_simulateV1 of its own, state carried from
+        one call to the next, optionally right behind a transaction that is not mined yet (`first`, a call
+        object: the pending price update we back-run); all in one batch with our pending nonce and the base
+        fee. Each Simulation's `estimate` is the gas the call used there (a liquidation valid only after the
+        update cannot be estimated on its own). On `latest`: the simulated block has the latest block's number
+        and time, a second short of the next (interest of one second); our nonce is not checked there."""
+        head = [("eth_getBlockByNumber", ["latest", False]), ("eth_getTransactionCount", [self.address, "pending"])]
+        sims = [("eth_simulateV1", [{"blockStateCalls": [{"calls": ([first] if first else []) + [
+            {"from": self.address, "to": to, "input": data, "gas": hex(limit)} for to, data, limit in seq]}]}, "latest"])
+            for seq in sequences]
+        replies = self.rpc.batch(head + sims, raise_errors=False)
+        for reply in replies:
+            if isinstance(reply, RpcError):
+                raise reply
+        base_fee, nonce = int(replies[0].get("baseFeePerGas") or "0x0", 16), int(replies[1], 16)
+        out = []
+        for seq, reply in zip(sequences, replies[2:], strict=True):
+            results = reply[0]["calls"]
+            if first:
+                if int(results[0]["status"], 16) != 1:
+                    raise SimulationFailed(RpcError("eth_simulateV1", {"message": "the pending update itself reverts",
+                                                                       "data": results[0].get("returnData")}), base_fee, nonce)
+                results = results[1:]
+            out.append([self._simulated(r, limit, base_fee, nonce) for r, (_, _, limit) in zip(results, seq, strict=True)])
+        return out
+
+    @staticmethod
+    def _simulated(r: dict, limit: int, base_fee: int, nonce: int) -> Simulation | SimulationFailed:
+        if int(r["status"], 16) == 1:
+            used = int(r["gasUsed"], 16)
+            return Simulation(used, min(limit, used * 12 // 10 + 20_000), base_fee, nonce, r.get("returnData") or "0x")
+        return SimulationFailed(RpcError("eth_simulateV1", {"message": "execution reverted", "data": r.get("returnData")}),
+                                base_fee, nonce)
+
     def send(self, to: str, data: str, gas: int, fees: Fees) -> Sent:
         """One transaction through `send_many`; a refusal raises."""
         result = self.send_many([Tx(to, data, gas, fees)])[0]
@@ -124,15 +169,20 @@ class Sender:
         return result
 
     def send_many(self, txs: list[Tx], before_send: Callable[[list[tuple[str, int]]], object] | None = None,
-                  pending_nonce: int | None = None) -> list[Sent | RpcError]:
-        """Sign consecutive nonces and send them all in one JSON-RPC batch, under the account's lock.
-        `before_send([(tx_hash, nonce), ...])` runs between signing and sending: a record of intent
-        that survives the process being killed mid-send. `pending_nonce`, read with the snapshot, saves
-        a round trip: the stored next nonce covers sends made since.
+                  pending_nonce: int | None = None, *, submitter: Submitter | None = None,
+                  ahead: Sequence[str] = ()) -> list[Sent | RpcError]:
+        """Sign consecutive nonces and send them all at once through `submitter` (default: the public
+        mempool, one JSON-RPC batch), under the account's lock. `before_send([(tx_hash, nonce), ...])`
+        runs between signing and sending: a record of intent that survives the process being killed
+        mid-send. `pending_nonce`, read with the snapshot, saves a round trip: the stored next nonce
+        covers sends made since. `ahead`: other parties' raw transactions a bundle puts first (the
+        public route orders by fees and ignores them).
 
-        A transaction the node refuses leaves a hole that would hold back every later nonce: the hole
-        is filled with a zero-value transfer to ourselves, so the liquidations after it still mine. If
-        the refused ones are the last, nothing is filled and the next send reuses their nonces."""
+        Public: a transaction the node refuses leaves a hole that would hold back every later nonce: the
+        hole is filled with a zero-value transfer to ourselves, so the liquidations after it still mine.
+        If the refused ones are the last, nothing is filled and the next send reuses their nonces.
+        Bundle: no holes (all or nothing) and the stored nonce stays where it is (see the module doc)."""
+        submitter = submitter or self._public
         with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
             if pending_nonce is None:
                 pending_nonce = int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
@@ -141,25 +191,37 @@ class Sender:
             signed = [self._sign(first + i, tx) for i, tx in enumerate(txs)]
             if before_send:
                 before_send([(tx_hash, first + i) for i, (tx_hash, _) in enumerate(signed)])
-            replies = self.rpc.batch([("eth_sendRawTransaction", [raw]) for _, raw in signed], raise_errors=False)
+            sub = submitter.submit([raw for _, raw in signed], ahead)
             out: list[Sent | RpcError] = []
-            for i, ((tx_hash, _), reply) in enumerate(zip(signed, replies, strict=True)):
-                out.append(reply if isinstance(reply, RpcError) else Sent(reply or tx_hash, first + i))
-            accepted = [i for i, r in enumerate(out) if isinstance(r, Sent)]
-            next_nonce = first + (accepted[-1] + 1 if accepted else 0)
-            for i in range(accepted[-1] if accepted else 0):
-                if isinstance(out[i], RpcError) and not self._fill(first + i, txs[i].fees):
-                    next_nonce = first + i  # unfilled: the next send takes this nonce and unblocks the rest
-                    break
-            if next_nonce > first:
-                self.r.set(self._nonce_key, next_nonce, ex=NONCE_MEMORY_SECS)
+            for i, ((tx_hash, _), reply) in enumerate(zip(signed, sub.replies, strict=True)):
+                out.append(reply if isinstance(reply, RpcError) else Sent(reply or tx_hash, first + i, sub.bundle))
+            if not submitter.atomic:
+                self._after_public_send(first, txs, out)
             return out
+
+    def _after_public_send(self, first: int, txs: list[Tx], out: list[Sent | RpcError]) -> None:
+        """Fill the holes refused transactions left and remember the next nonce (under the lock)."""
+        accepted = [i for i, r in enumerate(out) if isinstance(r, Sent)]
+        next_nonce = first + (accepted[-1] + 1 if accepted else 0)
+        for i in range(accepted[-1] if accepted else 0):
+            if isinstance(out[i], RpcError) and not self._fill(first + i, txs[i].fees):
+                next_nonce = first + i  # unfilled: the next send takes this nonce and unblocks the rest
+                break
+        if next_nonce > first:
+            self.r.set(self._nonce_key, next_nonce, ex=NONCE_MEMORY_SECS)
 
     def _sign(self, nonce: int, tx: Tx) -> tuple[str, str]:
         signed = self._account.sign_transaction({
             "chainId": self.chain_id, "nonce": nonce, "to": tx.to, "data": tx.data, "gas": tx.gas, "value": 0,
             "maxFeePerGas": tx.fees.max_fee, "maxPriorityFeePerGas": tx.fees.tip, "type": 2})
         return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+
+    def cancel(self, nonce: int, fees: Fees) -> str:
+        """Replace whatever we sent at `nonce` by a zero-value transfer to ourselves (`fees` must outbid it);
+        returns its hash, raises when the node refuses (e.g. the nonce is already mined)."""
+        tx_hash, raw = self._sign(nonce, Tx(self.address, "0x", 21_000, fees))
+        self.rpc.call("eth_sendRawTransaction", raw)
+        return tx_hash
 
     def _fill(self, nonce: int, fees: Fees) -> bool:
         _, raw = self._sign(nonce, Tx(self.address, "0x", 21_000, fees))

@@ -180,9 +180,12 @@ def price(
     swap_source: Annotated[
         bool, typer.Option("--swap-source", help="Point the oracle at a new feed instead (AssetSourceUpdated).")
     ] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Send the update and return while it is pending "
+                                                          "(the DEX is not moved: its swaps would wait behind it).")] = False,
     market: MarketOpt = None,
 ) -> None:
     """Move an asset's price feed; the feed emits AnswerUpdated."""
-    move = move_price(_load(market), asset, pct=pct, usd=usd, swap_source=swap_source)
+    move = move_price(_load(market), asset, pct=pct, usd=usd, swap_source=swap_source, wait=not no_wait)
+    where = f"at block {move.block}" if move.block is not None else f"pending as {move.tx_hash}"
     console.print(f"{move.symbol}: {move.old / 1e8:,.2f} -> {move.new / 1e8:,.2f} USD ({move.pct:+.2f}%) "
-                  f"at block {move.block}, feed {move.feed}")
+                  f"{where}, feed {move.feed}")

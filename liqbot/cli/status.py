@@ -1,5 +1,5 @@
 """`liqbot status`: queue depths, live workers, the breaker, the producer's connection and lag,
-parked users, recent liquidations."""
+the capture rate, parked users, recent liquidations."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ PARKED_SHOWN = 5
 def gather() -> dict:
     """Everything `status` shows, as plain data (also what the metrics exporter reads)."""
     from liqbot.runtime import runtime
+    from liqbot.store.captures import capture_summary
     from liqbot.store.db import Attempt
 
     rt = runtime()
@@ -43,6 +44,7 @@ def gather() -> dict:
     count, some = rt.state.parked(PARKED_SHOWN)
     out["parked"] = {"count": count, "users": [{"user": u, "reason": why, "since": at} for u, why, at in some]}
     with rt.sessions() as s:
+        out["capture"] = capture_summary(s, now)
         out["recent"] = [
             {"user": a.user, "path": a.path, "outcome": a.outcome, "latency_ms": a.latency_ms, "tx": a.tx_hash,
              "profit": a.realised_profit_base if a.realised_profit_base is not None else a.expected_profit_base,
@@ -72,6 +74,7 @@ def status(market: MarketOpt = None) -> None:
                       f"(compared with the chain {ago:.0f} s ago in {float(m['secs']):.2f} s; {m['skipped']} not compared)")
     else:
         console.print("mirror: not compared with the chain yet (the producer does it at the full rescan's interval)")
+    console.print(capture_line(info["capture"]))
     if info["counters"]:
         console.print("counters: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counters"].items())))
     parked = info["parked"]
@@ -86,3 +89,16 @@ def status(market: MarketOpt = None) -> None:
                       f"{a['latency_ms']:.0f} ms" if a["latency_ms"] else "",
                       f"{a['profit'] / 1e8:,.2f}" if a["profit"] is not None else "", (a["tx"] or a["reason"] or "")[:24])
     console.print(table)
+
+
+def capture_line(capture: dict) -> str:
+    """'capture: last hour 12/13 (92%), 97% of bonus; last day ...; losses: not detected 1, ...'"""
+    def window(rate: dict) -> str:
+        if not rate["total"]:
+            return "no liquidations"
+        text = f"{rate['ours']}/{rate['total']} ({rate['by_count']:.0%})"
+        return text + (f", {rate['by_bonus']:.0%} of bonus" if rate["by_bonus"] is not None else "")
+
+    rates = capture["rates"]
+    losses = ", ".join(f"{reason} {n}" for reason, n in capture["losses"]) or "none"
+    return f"capture: last hour {window(rates['1h'])}; last day {window(rates['24h'])}; losses: {losses}"

@@ -21,7 +21,8 @@ class PriceMove:
     old: int  # feed answer, 8 decimals
     new: int
     feed: str
-    block: int
+    block: int | None  # None when sent without waiting (`wait=False`): still pending
+    tx_hash: str = ""  # the oracle change's transaction
 
     @property
     def pct(self) -> float:  # display only
@@ -46,7 +47,7 @@ def new_answer(old: int, *, pct: str | float | None = None, usd: str | float | N
 
 def move_price(
     market: Market, symbol: str, *, pct: str | float | None = None, usd: str | float | None = None,
-    swap_source: bool = False,
+    swap_source: bool = False, wait: bool = True,
 ) -> PriceMove:
     """Set the feed behind `symbol` (AnswerUpdated), or with `swap_source` point the oracle at a new
     feed (AssetSourceUpdated), as a governance source change would; then swap the devnet's Uniswap pools
@@ -66,9 +67,12 @@ def move_price(
         else:
             tx.call(owner, feed, aave.SET_ANSWER, answer)
         oracle_txs = 2 if swap_source else 1
+        sent = tx.sent_hashes()[oracle_txs - 1]
+        if not wait:  # `--no-wait`: the update stays pending for whoever watches the mempool
+            return PriceMove(reserve.symbol, old, answer, feed, None, sent)
         _queue_dex_move(rpc, tx, market, reserve.symbol, answer)  # same settle: no extra block under interval mining
         receipts = tx.settle()
-        return PriceMove(reserve.symbol, old, answer, feed, int(receipts[oracle_txs - 1]["blockNumber"], 16))
+        return PriceMove(reserve.symbol, old, answer, feed, int(receipts[oracle_txs - 1]["blockNumber"], 16), sent)
     finally:
         rpc.close()
 

@@ -98,6 +98,10 @@ class TxSender:
         except RpcError as exc:
             raise DevnetError(f"{label} was refused: {exc}") from exc
 
+    def sent_hashes(self) -> list[str]:
+        """Hashes of what was sent and not settled yet, in sending order."""
+        return [p.tx_hash for p in self._pending]
+
     def settle(self, chunk: int = 500, timeout: float = 60.0) -> list[dict]:
         """Wait for every pending receipt; raise with the label and revert reason of the first failure.
         Under interval mining this spans blocks, so `timeout` counts from the last receipt, and what the

@@ -58,9 +58,10 @@ def flash_amount(debt_to_cover: int, margin: int) -> int:
     return debt_to_cover + margin
 
 
-def min_profit(simulated: int, slippage_bps: int) -> int:
-    """The least profit the sent call accepts (in the debt asset): what the simulation returned less the
-    slippage allowed between simulation and mining; the contract reverts below it, so a swap moved
-    against us costs gas, never capital."""
-    return simulated * (10_000 - slippage_bps) // 10_000
-
+def min_profit(quoted: int, slippage_bps: int, cost_base: int, price: int, decimals: int) -> int:
+    """The least profit (debt asset units) a sent flash call accepts: the quote less `slippage_bps` of it,
+    never below break-even (`cost_base`: gas and the operator's minimum, in base units, rounded up into the
+    debt asset). The contract reverts below it: a DEX moved since the quote (arbitrage after the very update
+    that made the user liquidatable) lands a smaller profit rather than a revert, a loss never."""
+    break_even = -(-cost_base * 10**decimals // price)
+    return max(quoted * (10_000 - slippage_bps) // 10_000, break_even)

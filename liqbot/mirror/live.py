@@ -11,7 +11,8 @@ screen.py for how a price move finds the users it put below HF 1.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from liqbot.chain.rpc import Rpc
@@ -121,6 +122,27 @@ class LiveMirror:
         if block < self.mirror.block:
             raise ValueError(f"a price for block {block} is older than the mirror's block {self.mirror.block}")
         return self.mirror.set_price(asset, price)
+
+    @contextmanager
+    def prices_at(self, prices: Mapping[str, int]) -> Iterator[set[str]]:
+        """The mirror at these prices for the length of the `with` (a pending update's, to screen and plan at
+        before its block), then exactly as it was. Yields the assets whose price this moved."""
+        m = self.mirror
+        before = m.market
+        moved = {a for a, p in prices.items() if self._reads(a) and m.price(a) != p}
+        try:
+            for asset in moved:
+                m.set_price(asset, prices[asset])
+            yield moved
+        finally:
+            m._changed(before)
+
+    def _reads(self, asset: str) -> bool:
+        try:
+            self.mirror.price(asset)
+        except KeyError:
+            return False
+        return True
 
     def add_users(self, users: Iterable[str], block: int | None = None) -> set[str]:
         """Follow `users` (new borrowers found elsewhere), read at the mirror's block, which `block` must be."""

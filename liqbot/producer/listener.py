@@ -33,12 +33,14 @@ import websockets
 
 from liqbot.chain import aave
 from liqbot.chain.market import MarketInfo
+from liqbot.chain.pending import prices_after
 from liqbot.chain.reader import account_data
 from liqbot.chain.rpc import Rpc
+from liqbot.chain.submit import BadTransaction, raw_transaction
 from liqbot.domain.account import NotModelled, UnsupportedRevision
 from liqbot.domain.health import AccountData
 from liqbot.domain.liquidation import gas_cost_base
-from liqbot.domain.plan import Plan, make_plan
+from liqbot.domain.plan import PendingUpdate, Plan, make_plan
 from liqbot.errors import LiqbotError, RpcError
 from liqbot.logs import FAST
 from liqbot.mirror import Applied, LiveMirror, Mirror
@@ -106,6 +108,7 @@ class Producer:
         self.configurator = ""  # its logs move reserve configurations the mirror follows
         self.base_fee = 0  # of the last head, for the gas a plan will cost
         self._audits = ThreadPoolExecutor(1, thread_name_prefix="audit")
+        self._seen_pending: OrderedDict[str, None] = OrderedDict()  # pending tx hashes already looked at
         self._audit: Future | None = None
         self._audit_due = 0.0
 
@@ -317,7 +320,7 @@ class Producer:
             for acc in mirror.liquidatable(a):
                 found[acc.user] = (acc, a)
         hopeless = {u for u, (acc, _) in found.items() if acc.collateral_base == 0 and u in priced_only}
-        dets = [Detection(u, a.block, detected_at, "fast", self._plan(acc, a)) for u, (acc, a) in found.items()
+        dets = [Detection(u, a.block, detected_at, "fast", self._plan(acc, a.block, a.timestamp)) for u, (acc, a) in found.items()
                 if u not in hopeless]
         if dets:
             self._route_detections(dets)
@@ -331,19 +334,76 @@ class Producer:
             settled |= self.fast_check(unmodelled, detected_at, priced_only)
         return settled
 
-    def _plan(self, acc: AccountData, a: Applied) -> Plan | None:
+    def _plan(self, acc: AccountData, block: int, timestamp: int, after: PendingUpdate | None = None) -> Plan | None:
         from liqbot.execution import rules_for
 
         mirror, native = self.mirror, self.rt.native_asset
         assert mirror is not None
         try:
-            positions = mirror.positions(acc.user, a.timestamp)
+            positions = mirror.positions(acc.user, timestamp)
             native_price = mirror.price(native) if native else 0
         except (NotModelled, KeyError):
             return None
         gas = gas_cost_base(self.s.liquidation_gas_estimate, self.base_fee + self.s.max_priority_fee_wei, native_price)
         return make_plan(positions, acc, rules=rules_for(self.rt), native_price=native_price, gas_cost_base=gas,
-                         min_profit_base=self.s.min_profit_base, block=a.block)
+                         min_profit_base=self.s.min_profit_base, block=block, after=after)
+
+    # --- pending price updates (MEMPOOL_BACKRUN) --------------------------------------------------------
+    def price_setters(self) -> set[str]:
+        """Where a transaction changes a price the market reads: a feed behind an AaveOracle source, the
+        AaveOracle itself (a source swap), and what the operator adds (BACKRUN_WATCH)."""
+        return {a.lower() for a in (*self.market.by_feed, self.market.oracle, *self.s.backrun_watch_list)}
+
+    def on_pending(self, txs: list[dict], seen_at: float) -> None:
+        """Pending transactions (full objects): for each that would move a price, the prices it will set (one
+        eth_simulateV1, no decoding per feed type), the mirror screened at them and every user they make
+        liquidatable routed with a plan and the update attached, to land right behind it."""
+        if self.mirror is None or not self.fast_path:
+            return
+        setters = self.price_setters()
+        for tx in txs:
+            if (tx.get("to") or "").lower() not in setters or tx.get("hash") in self._seen_pending:
+                continue
+            self._seen_pending[tx["hash"]] = None
+            while len(self._seen_pending) > 4096:
+                self._seen_pending.popitem(last=False)
+            update = PendingUpdate.from_tx(tx, self._raw_of(tx))
+            if update is not None:
+                self._backrun(update, seen_at)
+
+    def _raw_of(self, tx: dict) -> str:
+        """The update's signed bytes, which a bundle carries ahead of ours (SUBMIT_ROUTE=bundle); "" otherwise."""
+        if self.s.submit_route != "bundle":
+            return ""
+        try:
+            return raw_transaction(tx)
+        except BadTransaction as exc:
+            log.info("pending %s: its raw bytes cannot be rebuilt (%s); a bundle cannot carry it", tx.get("hash"), exc)
+            return ""
+
+    def _backrun(self, update: PendingUpdate, seen_at: float) -> None:
+        t0 = time.time()
+        lm = self.mirror
+        assert lm is not None
+        assets = lm.mirror.priced_assets()
+        try:
+            prices = prices_after(self.rpc(), update, lm.mirror.oracle, assets)
+        except (RpcError, OSError, ValueError) as exc:
+            log.info("pending %s: prices not learned (%s)", update.tx_hash, exc)
+            return
+        if prices is None:
+            return
+        block, ts = lm.block, max(lm.timestamp + 1, int(time.time()))
+        with lm.prices_at(prices) as moved:
+            if not moved:
+                return
+            found = lm.screen(moved, ts)
+            dets = [Detection(acc.user, block, seen_at, "backrun", plan) for acc in found
+                    if (plan := self._plan(acc, block, ts, after=update)) is not None]
+        if dets:
+            self._route_detections(dets)
+        log.info("%s backrun: pending %s moves %d price(s); %d users liquidatable behind it, routed in %.1f ms",
+                 FAST, update.tx_hash, len(moved), len(dets), (time.time() - t0) * 1000)
 
     def fast_check(self, users: dict[str, int], detected_at: float, priced_only: AbstractSet[str] = frozenset()) -> set[str]:
         """Health of every affected user in batched calls, riskiest first (by the last health factor we
@@ -570,6 +630,8 @@ class Producer:
         self._subs = {}
         self._subs[await self._request(ws, "eth_subscribe", ["logs", self._log_filter()])] = "logs"
         self._subs[await self._request(ws, "eth_subscribe", ["newHeads"])] = "heads"
+        if self.s.mempool_backrun:
+            self._subs[await self._request(ws, "eth_subscribe", ["newPendingTransactions", True])] = "pending"
         log.info("subscribed to logs of %d contracts and to new heads", len(self.market.watched_addresses))
 
     def _log_filter(self) -> dict:
@@ -623,7 +685,7 @@ class Producer:
             return []
         if kind is None or not isinstance(result, dict):
             return []
-        return [("log" if kind == "logs" else "head", result)]
+        return [({"logs": "log", "heads": "head"}.get(kind, kind), result)]
 
     async def _drain(self, queue: asyncio.Queue, ws: websockets.ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -634,7 +696,10 @@ class Producer:
                 batch.append(queue.get_nowait())
             logs = [p for k, p, _ in batch if k == "log"]
             heads = [p for k, p, _ in batch if k == "head" and "number" in p]
+            pending = [p for k, p, _ in batch if k == "pending"]
             try:
+                if pending:
+                    await loop.run_in_executor(self._checks, self.on_pending, pending, batch[0][2])
                 if logs:
                     await loop.run_in_executor(self._checks, self.handle, logs, batch[0][2])
                 for head in heads:

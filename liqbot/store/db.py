@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -101,6 +102,28 @@ class Attempt(Base):
     collateral_seized: Mapped[int | None] = mapped_column(Uint256, nullable=True)
     rival_tx: Mapped[str | None] = mapped_column(String(66), nullable=True)  # the liquidator we raced, when known
     route: Mapped[str | None] = mapped_column(String(10), nullable=True)  # inventory | flash (our contract)
+
+
+class Capture(Base):
+    """Every LiquidationCall on the market, ours or lost and why (liqbot.domain.capture): the capture rate."""
+
+    __tablename__ = "captures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+    block: Mapped[int] = mapped_column(BigInteger)
+    block_timestamp: Mapped[int] = mapped_column(BigInteger, index=True)
+    user: Mapped[str] = mapped_column(String(42), index=True)
+    liquidator: Mapped[str] = mapped_column(String(42))
+    collateral_asset: Mapped[str] = mapped_column(String(42))
+    debt_asset: Mapped[str] = mapped_column(String(42))
+    debt_covered: Mapped[int] = mapped_column(Uint256)
+    collateral_seized: Mapped[int] = mapped_column(Uint256)
+    bonus_base: Mapped[int] = mapped_column(BigInteger)  # collateral seized minus debt covered, at the block's prices
+    ours: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)  # why lost; None when ours
+    attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # ours that made it, or explains the loss
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_captures_log"),)
 
 
 class BreakerEvent(Base):

@@ -93,3 +93,21 @@ def test_without_a_dex_route_or_a_contract_inventory_is_used_as_before(chain: De
     result = run_and_record(rt, attempt_record(user, block), "⚡")
     assert result.outcome == "sent", result.reason
     assert result.fields["route"] == "inventory"
+
+
+def test_a_group_of_flash_liquidations_is_quoted_in_the_order_it_is_mined(chain: Devnet, flash_rt):
+    """Each sale moves the DEX price the next one gets: quoted one by one, the later calls of a group would
+    promise too much and revert; simulated in order (one more round trip) every one of them lands."""
+    rt, m = flash_rt, chain.market
+    users = [open_position(chain, who, weth=200, usdc=300_000) for who in ("user4", "user5", "user6")]
+    block = move_price(m, "WETH", pct=-12).block
+    give_away_inventory(chain, m.account("liquidator").address)
+    rt.state.claim_many(users[1:], 2, 5)
+    result = run_and_record(rt, attempt_record(users[0], block), "⚡", group=[(u, f"task-{u}") for u in users[1:]])
+    assert result.outcome == "sent", result.reason
+    with rt.sessions() as s:
+        rows = [attempts_for(s, u)[0] for u in users]
+    assert [r.route for r in rows] == ["flash"] * 3
+    for row in rows:
+        receipt = wait_until(lambda row=row: chain.rpc.call("eth_getTransactionReceipt", row.tx_hash), 10, "mined")
+        assert int(receipt["status"], 16) == 1, row.user

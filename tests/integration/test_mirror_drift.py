@@ -14,7 +14,7 @@ import pytest
 from liqbot.devnet import Devnet, move_price
 from liqbot.mirror.audit import snapshot
 from liqbot.runtime import Runtime
-from tests.helpers import open_position, producer_after_backfill
+from tests.helpers import mirror_producer, open_position, producer_after_backfill
 
 pytestmark = pytest.mark.aave()
 
@@ -68,9 +68,7 @@ def test_the_mirror_audit_finds_no_drift_and_names_what_differs(chain: Devnet, r
 def test_a_reconnect_moves_the_kept_mirror_through_the_gap_and_routes_what_it_made_liquidatable(chain: Devnet, rt: Runtime):
     safe = open_position(chain, "user4", weth=10, usdc=9_000)
     risky = open_position(chain, "user5", weth=10, usdc=15_500)
-    producer = producer_after_backfill(chain, rt)
-    producer.known |= {safe, risky}
-    producer.load_mirror(int(chain.rpc.call("eth_blockNumber"), 16))
+    producer = mirror_producer(chain, rt, [safe, risky])
     kept = producer.mirror
     producer.cursor = kept.block
     producer.reconnects = 1

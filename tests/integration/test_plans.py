@@ -9,15 +9,12 @@ import time
 
 import pytest
 
-from liqbot.chain.snapshot import read_snapshot
 from liqbot.devnet import Devnet, move_price
-from liqbot.domain.liquidation import decide
 from liqbot.domain.plan import Plan
-from liqbot.domain.units import UINT256_MAX
-from liqbot.execution import rules_for, run_and_record
+from liqbot.execution import run_and_record
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
-from tests.helpers import liquidations, open_position, wait_until
+from tests.helpers import liquidations, open_position, plan_from_chain, wait_until
 
 pytestmark = pytest.mark.aave()
 
@@ -33,20 +30,10 @@ def _mined(chain: Devnet, block: int, n: int) -> list[dict]:
                       f"{n} liquidations mined")
 
 
-def _plan(rt: Runtime, user: str) -> Plan:
-    """What a detector with the user's positions decides (here read from the chain, as the mirror computes)."""
-    snap = read_snapshot(rt.rpc, rt.market, user, rt.sender.address, rt.native_asset)
-    d = decide(snap.positions, health_factor=snap.account.health_factor, total_debt_base=snap.account.debt_base,
-               rules=rules_for(rt), inventory=snap.inventory, gas_cost_base=0, min_profit_base=0)
-    assert d.plan is not None
-    prices = {p.asset: p.price for p in snap.positions}
-    return Plan(d.plan, UINT256_MAX, prices[d.plan.collateral_asset], prices[d.plan.debt_asset], snap.native_price, snap.block)
-
-
 def test_a_plan_is_simulated_and_sent_without_a_fresh_read(chain: Devnet, rt: Runtime):
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     block = move_price(chain.market, "WETH", pct=-20).block
-    plan = _plan(rt, user)
+    plan = plan_from_chain(rt, user)
     assert Plan.from_message(json.loads(json.dumps(plan.to_message()))) == plan
     result = run_and_record(rt, _record(user, block), "⚡", plan=plan)
     assert result.outcome == "sent", result.reason
@@ -59,7 +46,7 @@ def test_a_plan_is_simulated_and_sent_without_a_fresh_read(chain: Devnet, rt: Ru
 def test_a_plan_the_chain_disagrees_with_falls_back_to_a_fresh_read(chain: Devnet, rt: Runtime):
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     block = move_price(chain.market, "WETH", pct=-20).block
-    good = _plan(rt, user)
+    good = plan_from_chain(rt, user)
     wbtc = chain.market.reserve("WBTC").address  # the user holds none: the Pool refuses this pair
     c = good.candidate
     wrong = Plan(type(c)(wbtc, c.debt_asset, c.debt_to_cover, c.seizure, c.gross_profit_base), good.debt_arg,
@@ -87,7 +74,7 @@ def test_malformed_plans_are_refused():
 def test_a_groups_siblings_bring_the_plans_their_routing_left(chain: Devnet, rt: Runtime):
     users = [open_position(chain, who, weth=10, usdc=15_000 + 100 * i) for i, who in enumerate(("user4", "user5"))]
     block = move_price(chain.market, "WETH", pct=-20).block
-    plans = {u: _plan(rt, u) for u in users}
+    plans = {u: plan_from_chain(rt, u) for u in users}
     rt.state.claim_many(users, 2, 5, plans={u: json.dumps(p.to_message()) for u, p in plans.items()}, plan_ms=30_000)
     result = run_and_record(rt, _record(users[0], block), "⚡", group=[(users[1], "sibling-task")], plan=plans[users[0]])
     assert result.outcome == "sent", result.reason

@@ -4,9 +4,6 @@ as lost (with the rival's transaction) and never counted by the breaker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
 from liqbot.chain import aave
@@ -15,21 +12,11 @@ from liqbot.devnet import Devnet, move_price
 from liqbot.devnet.txs import TxSender
 from liqbot.execution import run_and_record
 from liqbot.store.attempts import attempts_for
-from tests.helpers import attempt_record, open_position, runtime_with
+from tests.helpers import attempt_record, mempool, open_position, runtime_with
 
 pytestmark = pytest.mark.aave()  # custom errors from v3.4, and v3.3+ burns the debt a seizure leaves
 RIVAL = "user9"
 GWEI = 10**9
-
-
-@contextmanager
-def mempool(chain: Devnet) -> Iterator[None]:
-    """Automine off: what is sent waits in the pool until the test mines a block."""
-    chain.rpc.call("evm_setAutomine", False)
-    try:
-        yield
-    finally:
-        chain.rpc.call("evm_setAutomine", True)
 
 
 def _armed(chain: Devnet) -> str:

@@ -34,10 +34,18 @@ def test_the_choice_has_the_highest_net(raw, gas_price, native_price):
     assert all(best.net(gas_price, native_price) >= o.net(gas_price, native_price) for o in options)
 
 
-@given(st.integers(0, 10**30), st.integers(0, 10_000))
-def test_min_profit_never_exceeds_the_simulation(simulated, bps):
-    assert 0 <= min_profit(simulated, bps) <= simulated
-    assert min_profit(simulated, 0) == simulated
+@given(st.integers(0, 10**30), st.integers(0, 10_000), st.integers(0, 10**12), st.integers(1, 10**13), st.integers(0, 24))
+def test_the_profit_floor_gives_up_at_most_the_slippage_and_never_goes_below_break_even(quoted, bps, cost, price, dec):
+    floor = min_profit(quoted, bps, cost, price, dec)
+    assert floor >= quoted * (10_000 - bps) // 10_000
+    assert floor * price >= cost * 10**dec  # valued at the price, the floor pays the cost
+    assert min_profit(quoted, 0, 0, price, dec) == quoted
+
+
+def test_the_profit_floor_in_numbers():
+    usdc = (10**8, 6)  # 1 USD, 6 decimals
+    assert min_profit(300 * 10**6, 5_000, 2 * 10**8, *usdc) == 150 * 10**6  # half the quote: above the 2 USD of gas
+    assert min_profit(3 * 10**6, 5_000, 2 * 10**8, *usdc) == 2 * 10**6  # a thin quote: break-even wins
 
 
 def test_with_no_inventory_only_a_flash_loan_can_liquidate():
