@@ -250,6 +250,8 @@ class Bench:
             if name != "redis":
                 st.stop(name)
         self.rt().state.r.flushdb()
+        self.stack.env.pop("LIQUIDATOR_CONTRACT", None)
+        os.environ.pop("LIQUIDATOR_CONTRACT", None)
         extra = {"LIQUIDATOR_CONTRACT": self.flash_liquidator()} if flash else {}
         self.configure(f"{label}.sqlite", WS_FAST_PATH="true" if fast else "false", **extra)
         for i in range(self.args.priority_workers):  # the lane at a higher CPU priority than bookkeeping
@@ -411,9 +413,13 @@ def main() -> None:
             from bench import race
 
             bench.close()
+            os.environ.pop("LIQUIDATOR_CONTRACT", None)  # the flash phase's contract is on the bench's devnet only
             rargs = race.parser().parse_args([])
             rargs.cli_error = race.cli_error()
             bench.results["race"] = [race.run_mode(rargs, bt) for bt in (0.0, 2.0)]
+    except Exception:  # a phase failed: what the others measured is still written (a partial run)
+        console.print_exception()
+        phases = set()
     finally:
         bench.close()
     from bench.report import write

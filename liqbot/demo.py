@@ -19,7 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from liqbot.devnet import Devnet, move_price, seed_borrowers
-from liqbot.devnet.anvil import free_port
+from liqbot.devnet.anvil import free_port, set_block_time
 from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.errors import DevnetError
 
@@ -27,7 +27,10 @@ console = Console()
 CRASHES = (("WETH", -25), ("WBTC", -30), ("WETH", -15))
 
 
-def run_demo(borrowers: int = 200, duration: float | None = None, flower_port: int | None = None) -> int:
+def run_demo(borrowers: int = 200, duration: float | None = None, flower_port: int | None = None,
+             block_time: int = 2) -> int:
+    """With `block_time` (seconds; 0: a block per transaction) transactions wait in a pending pool as on a
+    real chain, and the producer back-runs each price crash in its own block (MEMPOOL_BACKRUN)."""
     if shutil.which("redis-server") is None:
         raise DevnetError("the demo needs redis-server (apt-get install redis-server, or run `make setup` on Debian)")
     work = Path(tempfile.mkdtemp(prefix="liqbot-demo-"))
@@ -43,7 +46,8 @@ def run_demo(borrowers: int = 200, duration: float | None = None, flower_port: i
         dn.market.save(work / "market.json")
         stack.redis()
         stack.env.update(MARKET_FILE=str(work / "market.json"), DATABASE_URL=f"sqlite:///{work / 'liqbot.sqlite'}",
-                         SCAN_INTERVAL_SECS="2", FULL_RESCAN_INTERVAL_SECS="10", METRICS_PORT=str(metrics_port))
+                         SCAN_INTERVAL_SECS="2", FULL_RESCAN_INTERVAL_SECS="10", METRICS_PORT=str(metrics_port),
+                         MEMPOOL_BACKRUN="true" if block_time else "false")
         console.print(f"devnet at {dn.market.rpc_url} (deployed in {dn.started_in_secs:.2f} s), "
                       f"Redis at {stack.env['REDIS_URL']}")
         with console.status("starting workers, beat, producer and Flower"):
@@ -53,6 +57,9 @@ def run_demo(borrowers: int = 200, duration: float | None = None, flower_port: i
             stack.celery("flower", "flower", f"--port={flower_port}", "--address=127.0.0.1", f"--basic-auth=liqbot:{password}")
         with console.status(f"seeding {borrowers} borrowers"):
             seed_borrowers(dn.market, borrowers, seed=7)
+        if block_time:  # seeded under automine (fast); from now on a block every `block_time` seconds
+            set_block_time(dn.rpc, block_time)
+            console.print(f"a block every {block_time} s from now on; pending price updates are back-run")
         stack.producer()
         console.print(f"Flower: http://127.0.0.1:{flower_port}  (user liqbot, password {password})   "
                       f"metrics: http://127.0.0.1:{metrics_port}/metrics")
@@ -98,7 +105,7 @@ def _view(rows: list, sent: int, events: list[str], stack: Stack) -> Group:
     table = Table("user", "path", "detect->send", "profit (USD)", "outcome", "tx", title=f"liquidations ({sent})")
     for a in rows:
         profit = a.realised_profit_base if a.realised_profit_base is not None else a.expected_profit_base
-        table.add_row(a.user[:12] + "…", ("⚡ " if a.path == "fast" else "") + a.path,
+        table.add_row(a.user[:12] + "…", ("⚡ " if a.path in ("fast", "backrun") else "") + a.path,
                       f"{a.latency_ms:.0f} ms" if a.latency_ms else "", f"{profit / 1e8:,.2f}" if profit is not None else "",
                       a.outcome, a.tx_hash[:18] + "…")
     alive = ", ".join(f"{n} {'up' if p.alive() else 'DOWN'}" for n, p in stack.procs.items())

@@ -30,11 +30,13 @@ def demo(
     borrowers: int = typer.Option(200, min=1, help="How many borrowers to seed."),
     duration: float = typer.Option(0, min=0, help="Stop after this many seconds (0: run until Ctrl-C)."),
     flower_port: int = typer.Option(0, min=0, max=65535, help="Flower's port (0: a free one)."),
+    block_time: int = typer.Option(2, min=0, max=60, help="Seconds per block once seeded (0: a block per "
+                                                          "transaction); with blocks, pending price updates are back-run."),
 ) -> None:
     """The whole stack on a fresh devnet: seed borrowers, crash prices, watch liquidations land."""
     from liqbot.demo import run_demo
 
-    run_demo(borrowers, duration or None, flower_port or None)
+    run_demo(borrowers, duration or None, flower_port or None, block_time)
 
 err = Console(stderr=True)
 
