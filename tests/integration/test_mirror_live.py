@@ -504,7 +504,7 @@ def test_the_live_mirror_equals_the_pool_at_every_block(chain: Devnet, aave_vers
         w.send(w.borrows(pick(8)) + w.repays(pick(8)) + w.transfers(pick(4), pick(4)), together=True)
         step("a last mixed block")
         w.price("DAI", 2)
-        assert w.blocks >= 25  # coverage, not correctness: how many blocks carry logs varies with the random picks (29 once in CI)
+        assert w.blocks >= 25  # coverage, not correctness: blocks with logs vary with the random picks (29 once in CI)
         assert w.checked >= 25
         assert w.liquidations >= 5
         assert len(lm.mirror.users) >= 190
