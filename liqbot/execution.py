@@ -304,21 +304,24 @@ def flash_option(rt: Runtime, user: str, plan: Candidate) -> Option | None:
                   (expected_gas(rt, FLASH), s.flash_gas_limit), args=args)
 
 
-_PATHS: dict[tuple[str, str, str], bytes | None] = {}
+def dex_factory(rt: Runtime, contract: str) -> str:
+    """The Uniswap v3 factory behind our contract's router, read once per runtime."""
+    if ("factory", contract) not in rt.dex:
+        router = liquidator.ROUTER.decode(rt.rpc.eth_call(contract, liquidator.ROUTER.calldata()))
+        rt.dex["factory", contract] = liquidator.FACTORY.decode(rt.rpc.eth_call(router, liquidator.FACTORY.calldata()))
+    return rt.dex["factory", contract]
 
 
 def swap_path(rt: Runtime, contract: str, collateral: str, debt: str) -> bytes | None:
     """The Uniswap v3 route our contract sells `collateral` through (direct, or via one of the market's
-    reserves), found once per pair and process: pools are not created in a race."""
-    key = (contract, collateral, debt)
-    if key not in _PATHS:
-        router = liquidator.ROUTER.decode(rt.rpc.eth_call(contract, liquidator.ROUTER.calldata()))
-        factory = liquidator.FACTORY.decode(rt.rpc.eth_call(router, liquidator.FACTORY.calldata()))
+    reserves), found once per pair and runtime: pools are not created in a race."""
+    key = ("path", contract, collateral, debt)
+    if key not in rt.dex:
         hubs = [r.asset for r in rt.market.reserves]
-        _PATHS[key] = liquidator.find_path(rt.rpc, factory, collateral, debt, hubs)
-        if _PATHS[key] is None:
+        rt.dex[key] = liquidator.find_path(rt.rpc, dex_factory(rt, contract), collateral, debt, hubs)
+        if rt.dex[key] is None:
             log.info("no DEX route from %s to %s: those liquidations are paid from inventory", collateral, debt)
-    return _PATHS[key]
+    return rt.dex[key]
 
 
 def plan_all(rt: Runtime, jobs: list[Job], snaps: list[Snapshot], gas_expected: int) -> None:
@@ -369,8 +372,13 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: 
         for asset in unapproved:
             sender.ensure_approved(asset, rt.market.pool, opening)
     options = [o for j in jobs for o in j.options]
+    # One option per job: simulate them at once in the order they will be mined (the group's calls affect
+    # each other behind an update, and flash sales move the pools), no separate confirmation needed.
+    ordered = all(len(j.options) == 1 for j in jobs) and needs_order(options, behind)
     try:
-        if behind:
+        if ordered:
+            (sims,) = sender.simulate_in_order([[(o.to, o.data, o.gas[1]) for o in options]], behind and behind.call())
+        elif behind:
             sims = [r[0] for r in sender.simulate_in_order([[(o.to, o.data, o.gas[1])] for o in options], behind.call())]
         else:
             sims = sender.simulate_many([(o.to, o.data) for o in options], with_nonce=True, gas=[o.gas for o in options])
@@ -381,7 +389,8 @@ def simulate_all(rt: Runtime, jobs: list[Job], native_price: int, gas_expected: 
     first = sims[0]
     for job in jobs:
         pick(rt, job, first.base_fee + min_tip, native_price)
-    confirm_in_order(rt, jobs, behind, first.base_fee + min_tip, native_price)
+    if not ordered:
+        confirm_in_order(rt, jobs, behind, first.base_fee + min_tip, native_price)
     contested = [j for j in jobs if j.sim is None and isinstance(fail := j.options[0].result, SimulationFailed)
                  and lost_race(fail.code) and behind is None]
     if contested:
@@ -403,13 +412,9 @@ def pick(rt: Runtime, job: Job, gas_price: int, native_price: int) -> None:
     for i, o in enumerate(job.options):
         if not isinstance(o.result, Simulation):
             continue
-        gross = o.plan.gross_profit_base
         if o.route == FLASH:
-            quoted = int(o.result.output, 16) if o.result.output not in ("0x", "") else 0
-            gross = value_base(quoted, job.prices[o.plan.debt_asset], rt.market.by_asset[o.plan.debt_asset].decimals)
-            o.plan = replace(o.plan, gross_profit_base=gross)
-            o.data = liquidator.liquidate_calldata(*o.args, flash_floor(rt, job, o, quoted, gas_price, native_price))
-        ok[i] = RouteOption(o.route, gross, o.result.estimate)
+            quoted = requote(rt, job, o, o.result, gas_price, native_price)
+        ok[i] = RouteOption(o.route, o.plan.gross_profit_base, o.result.estimate)
     best = choose(list(ok.values()), gas_price, native_price)
     if best is None:
         return
@@ -424,10 +429,21 @@ def pick(rt: Runtime, job: Job, gas_price: int, native_price: int) -> None:
     job.note = "; ".join([job.note, *notes] if job.note else notes)
 
 
-def flash_floor(rt: Runtime, job: Job, o: Option, quoted: int, gas_price: int, native_price: int) -> int:
+def requote(rt: Runtime, job: Job, o: Option, sim: Simulation, gas_price: int, native_price: int) -> int:
+    """A flash option's simulation is its quote: the profit it returned (debt asset units) becomes the plan's
+    gross profit, and the call to send gets its profit floor. Returns the quote."""
+    price, decimals = job.prices[o.plan.debt_asset], rt.market.by_asset[o.plan.debt_asset].decimals
+    quoted = int(sim.output, 16) if sim.output not in ("0x", "") else 0
+    o.plan = replace(o.plan, gross_profit_base=value_base(quoted, price, decimals))
     cost = gas_cost_base(o.gas[0], gas_price, native_price) + rt.settings.min_profit_base
-    return min_profit(quoted, rt.settings.flash_slippage_bps, cost, job.prices[o.plan.debt_asset],
-                      rt.market.by_asset[o.plan.debt_asset].decimals)
+    o.data = liquidator.liquidate_calldata(*o.args, min_profit(quoted, rt.settings.flash_slippage_bps, cost, price, decimals))
+    return quoted
+
+
+def needs_order(options: list[Option], behind: PendingUpdate | None) -> bool:
+    """Calls that must be simulated in the order they are mined: several behind one update, or several
+    flash sales on the same DEX."""
+    return len(options) > 1 and (behind is not None or sum(o.route == FLASH for o in options) > 1)
 
 
 def confirm_in_order(rt: Runtime, jobs: list[Job], behind: PendingUpdate | None, gas_price: int, native_price: int) -> None:
@@ -435,12 +451,9 @@ def confirm_in_order(rt: Runtime, jobs: list[Job], behind: PendingUpdate | None,
     behind a pending update, or when flash loans sell on the same DEX pools (each sale moves the price the next
     one gets), simulate them once more in that order (one more round trip) and take those figures: a call
     that fails there is skipped, a flash quote is renewed."""
-    chosen = [j for j in jobs if j.sim is not None and j.outcome is None]
-    flash = [j for j in chosen if j.info.get("route") == FLASH]
-    if len(chosen) < 2 or not (behind or len(flash) > 1):
-        return
+    chosen = [j for j in jobs if j.sim is not None and j.outcome is None and j.chosen is not None]
     opts = [j.chosen for j in chosen if j.chosen is not None]
-    if len(opts) < len(chosen):
+    if not needs_order(opts, behind):
         return
     calls = [(o.to, liquidator.liquidate_calldata(*o.args, 0) if o.route == FLASH else o.data, o.gas[1]) for o in opts]
     try:
@@ -454,10 +467,8 @@ def confirm_in_order(rt: Runtime, jobs: list[Job], behind: PendingUpdate | None,
             continue
         job.sim = r
         if o.route == FLASH:
-            quoted = int(r.output, 16) if r.output not in ("0x", "") else 0
-            o.plan = job.plan = replace(o.plan, gross_profit_base=value_base(
-                quoted, job.prices[o.plan.debt_asset], rt.market.by_asset[o.plan.debt_asset].decimals))
-            job.data = liquidator.liquidate_calldata(*o.args, flash_floor(rt, job, o, quoted, gas_price, native_price))
+            requote(rt, job, o, r, gas_price, native_price)
+            job.plan, job.data = o.plan, o.data
 
 
 def contest_all(rt: Runtime, jobs: list[Job], sim: Simulation) -> None:

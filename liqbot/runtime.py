@@ -43,6 +43,7 @@ class Runtime:
     _breaker: Breaker | None = field(default=None, repr=False)
     _liquidator_contract: str | None = None
     _liquidator_checked: bool = False
+    dex: dict = field(default_factory=dict, repr=False)  # the DEX routes our contract sells through, found once
 
     @property
     def market(self) -> MarketInfo:
