@@ -40,6 +40,7 @@ EXPECTED = {
     "database_url": "an SQLAlchemy URL, e.g. sqlite:///liqbot.sqlite or postgresql+psycopg://user@host/db",
     "ws_fast_path": "true or false",
     "mirror_detection": "true or false",
+    "trust_mirror_plans": "true or false",
     "at_risk_hf": "a number above 1, e.g. 1.1",
     "market_file": "a devnet market file written by `liqbot devnet up`",
     "close_factor_rules": "auto, v3.0 or v3.3",
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///liqbot.sqlite"
     ws_fast_path: bool = True
     mirror_detection: bool = True  # the fast path computes health from the in-memory mirror (no node call)
+    # a fresh inventory plan of the mirror is sent without the verifying simulation (see execution.trusted)
+    trust_mirror_plans: bool = True
     dedupe_window_secs: float = Field(2.0, gt=0, le=3600)
     scan_interval_secs: float = Field(5.0, gt=0)
     full_rescan_interval_secs: float = Field(60.0, gt=0)

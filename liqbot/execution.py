@@ -39,6 +39,10 @@ PARKED_REASONS = frozenset({"no seizable collateral or repayable debt", "unprofi
 INJECTED_REVERT_GAS = 60_000
 READ_WHOLE_MARKET = 16  # reserves: up to this many, a liquidation snapshot with no guess reads them all
 EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
+UNSIMULATED = "sent on the mirror's plan, not simulated"  # the row's reason: how receipts know a trusted send
+TRUST_SUSPENDED = "trust:suspended"  # Redis: while set, every plan is verified by simulation
+TRUST_SUSPEND_SECS = 600
+PLAN_TRUST_SECS = 1.0  # an older plan may predate a block the mirror has not shown it
 
 
 @dataclass
@@ -172,6 +176,13 @@ def run_plans(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
     after = jobs[0].given.after  # type: ignore[union-attr]
     for job in jobs:
         adopt(rt, job, job.given)  # type: ignore[arg-type]
+    trusted = trusted_jobs(rt, jobs) if after is None else []
+    if trusted:
+        send_unsimulated(rt, trusted)
+        jobs = [j for j in jobs if all(j is not t for t in trusted)]
+        if not jobs:
+            return
+        t_sim = time.perf_counter()
     simulate_all(rt, jobs, jobs[0].given.native_price, gas_expected, behind=after)  # type: ignore[union-attr]
     for job in jobs:
         o = job.outcome
@@ -196,6 +207,55 @@ def run_plans(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
         mark_stages(ready, {"sim": t_send - t_sim, "send": time.perf_counter() - t_send})
         if after is not None:
             guard(rt, after, ready)
+
+
+def trusted_jobs(rt: Runtime, jobs: list[Job]) -> list[Job]:
+    """Plans fit to send without their verifying simulation (TRUST_MIRROR_PLANS): made by the mirror less
+    than a second ago at a known base fee, paid from inventory this process knows it holds and has
+    approved, while no such send has reverted lately. The simulation would only prove again what the
+    mirror's exact math decided, at the cost of a round trip that loses races; what it would catch beyond
+    that (a stale plan, a rule the mirror does not model) costs one reverted transaction, after which
+    every plan is verified for TRUST_SUSPEND_SECS (`suspend_trust`, told by the receipt tracker)."""
+    s, now = rt.settings, time.time()
+    if not s.trust_mirror_plans or s.dry_run:
+        return []
+    fit = [j for j in jobs if j.given is not None and j.given.base_fee and now - j.record["detected_at"] < PLAN_TRUST_SECS
+           and j.options and j.options[0].route == INVENTORY and rt.sender.approved(j.options[0].plan.debt_asset)]
+    if not fit or rt.state.r.exists(rt.state.key(TRUST_SUSPENDED)):
+        return []
+    out = []
+    for job in fit:
+        c = job.options[0].plan
+        need = c.debt_to_cover + interest_margin(c)
+        if rt.inventory.covers(c.debt_asset, need):
+            rt.inventory.spend(c.debt_asset, need)
+            out.append(job)
+    return out
+
+
+def send_unsimulated(rt: Runtime, jobs: list[Job]) -> None:
+    """Bid and send trusted plans at once, on the base fee and gas the detector and the receipts knew."""
+    t_send = time.perf_counter()
+    base_fee = max(j.given.base_fee for j in jobs)  # type: ignore[union-attr]
+    for job in jobs:
+        o = job.options[0]
+        job.sim = Simulation(o.gas[0], o.gas[1], job.given.base_fee)  # type: ignore[union-attr]
+        job.note = UNSIMULATED
+        bid_fees(rt, job, job.given.native_price)  # type: ignore[union-attr]
+    ready = [j for j in jobs if j.outcome is None]
+    if ready and base_fee > rt.settings.max_gas_price_wei:
+        rt.breaker.gas(base_fee, rt.settings.max_gas_price_wei)
+        finish(ready, "skipped", f"gas price above cap ({base_fee / 1e9:.1f} gwei)")
+        return
+    if ready:
+        send_all(rt, ready, None, reuse_nonce=True)
+        mark_stages(ready, {"send": time.perf_counter() - t_send})
+
+
+def suspend_trust(rt: Runtime, why: str) -> None:
+    """A send without simulation reverted for a reason of ours: verify every plan again for a while."""
+    rt.state.r.set(rt.state.key(TRUST_SUSPENDED), why[:200], ex=TRUST_SUSPEND_SECS)
+    log.warning("plans are verified by simulation again for %d s: %s", TRUST_SUSPEND_SECS, why)
 
 
 def guard(rt: Runtime, after: PendingUpdate, jobs: list[Job]) -> None:
@@ -527,7 +587,8 @@ def bid_fees(rt: Runtime, job: Job, native_price: int, behind: PendingUpdate | N
         job.outcome = Outcome("dry_run", job.note, job.info)
 
 
-def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: PendingUpdate | None = None) -> None:
+def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: PendingUpdate | None = None,
+             reuse_nonce: bool = False) -> None:
     s = rt.settings
 
     def intent(signed: list[tuple[str, int]]) -> None:
@@ -545,6 +606,7 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: Pe
            for j in jobs]
     try:
         results: list = rt.sender.send_many(txs, before_send=intent, pending_nonce=pending_nonce, submitter=rt.submitter,
+                                            reuse_nonce=reuse_nonce,
                                             ahead=[behind.raw] if behind is not None and behind.raw else [])
     except (RpcError, OSError) as exc:
         results = [exc] * len(jobs)

@@ -12,6 +12,7 @@ from eth_account import Account
 from sqlalchemy.orm import sessionmaker
 
 from liqbot.chain import aave
+from liqbot.chain.inventory import Inventory
 from liqbot.chain.liquidator import check_liquidator
 from liqbot.chain.market import MarketInfo, discover_market
 from liqbot.chain.rpc import Rpc
@@ -44,6 +45,7 @@ class Runtime:
     _liquidator_contract: str | None = None
     _liquidator_checked: bool = False
     dex: dict = field(default_factory=dict, repr=False)  # the DEX routes our contract sells through, found once
+    _inventory: Inventory | None = field(default=None, repr=False)
 
     @property
     def market(self) -> MarketInfo:
@@ -102,6 +104,13 @@ class Runtime:
         _check_at_startup(lambda: self.liquidator_contract)
 
     @property
+    def inventory(self) -> Inventory:
+        """Our balances of every reserve, as the lane knows them without a read (chain/inventory.py)."""
+        if self._inventory is None:
+            self._inventory = Inventory(lambda: self.sender.balances([r.asset for r in self.market.reserves]))
+        return self._inventory
+
+    @property
     def breaker(self) -> Breaker:
         if self._breaker is None:
             s = self.settings
@@ -128,6 +137,7 @@ class Runtime:
         if approved:
             log.info("approved %d assets for the Pool at start-up", len(approved))
         _ = self.liquidator_contract  # checked now (a read or two), not at the first liquidation
+        self.inventory.follow()
 
 
 def checked_liquidator(rpc: Rpc, settings: Settings) -> str | None:

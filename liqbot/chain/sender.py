@@ -170,7 +170,7 @@ class Sender:
 
     def send_many(self, txs: list[Tx], before_send: Callable[[list[tuple[str, int]]], object] | None = None,
                   pending_nonce: int | None = None, *, submitter: Submitter | None = None,
-                  ahead: Sequence[str] = ()) -> list[Sent | RpcError]:
+                  ahead: Sequence[str] = (), reuse_nonce: bool = False) -> list[Sent | RpcError]:
         """Sign consecutive nonces and send them all at once through `submitter` (default: the public
         mempool, one JSON-RPC batch), under the account's lock. `before_send([(tx_hash, nonce), ...])`
         runs between signing and sending: a record of intent that survives the process being killed
@@ -181,23 +181,42 @@ class Sender:
         Public: a transaction the node refuses leaves a hole that would hold back every later nonce: the
         hole is filled with a zero-value transfer to ourselves, so the liquidations after it still mine.
         If the refused ones are the last, nothing is filled and the next send reuses their nonces.
-        Bundle: no holes (all or nothing) and the stored nonce stays where it is (see the module doc)."""
+        Bundle: no holes (all or nothing) and the stored nonce stays where it is (see the module doc).
+        `reuse_nonce`: without `pending_nonce`, the stored next nonce, when there is one, is taken as is (no
+        read); what a node refuses as too low is signed again on the chain's nonce and sent once more."""
         submitter = submitter or self._public
         with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
-            if pending_nonce is None:
-                pending_nonce = int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
             stored = self.r.get(self._nonce_key)
-            first = max(pending_nonce, int(stored) if stored is not None else 0)
-            signed = [self._sign(first + i, tx) for i, tx in enumerate(txs)]
-            if before_send:
-                before_send([(tx_hash, first + i) for i, (tx_hash, _) in enumerate(signed)])
-            sub = submitter.submit([raw for _, raw in signed], ahead)
-            out: list[Sent | RpcError] = []
-            for i, ((tx_hash, _), reply) in enumerate(zip(signed, sub.replies, strict=True)):
-                out.append(reply if isinstance(reply, RpcError) else Sent(reply or tx_hash, first + i, sub.bundle))
+            guessed = pending_nonce is None and reuse_nonce and stored is not None
+            if pending_nonce is None and not guessed:
+                pending_nonce = self._chain_nonce()
+            first = max(pending_nonce or 0, int(stored) if stored is not None else 0)
+            out = self._submit(first, txs, before_send, submitter, ahead)
+            low = [i for i, r in enumerate(out) if isinstance(r, RpcError) and "nonce too low" in str(r).lower()]
+            if guessed and low and not submitter.atomic:
+                # The account sent outside liqbot since we stored its nonce: the refused ones again, on the chain's.
+                again = self._submit(self._chain_nonce(), [txs[i] for i in low], before_send, submitter, ahead)
+                for i, r in zip(low, again, strict=True):
+                    out[i] = r
+                nonces = [r.nonce for r in out if isinstance(r, Sent)]
+                if nonces:
+                    self.r.set(self._nonce_key, max(nonces) + 1, ex=NONCE_MEMORY_SECS)
+                return out
             if not submitter.atomic:
                 self._after_public_send(first, txs, out)
             return out
+
+    def _chain_nonce(self) -> int:
+        return int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
+
+    def _submit(self, first: int, txs: list[Tx], before_send: Callable[[list[tuple[str, int]]], object] | None,
+                submitter: Submitter, ahead: Sequence[str]) -> list[Sent | RpcError]:
+        signed = [self._sign(first + i, tx) for i, tx in enumerate(txs)]
+        if before_send:
+            before_send([(tx_hash, first + i) for i, (tx_hash, _) in enumerate(signed)])
+        sub = submitter.submit([raw for _, raw in signed], ahead)
+        return [reply if isinstance(reply, RpcError) else Sent(reply or tx_hash, first + i, sub.bundle)
+                for i, ((tx_hash, _), reply) in enumerate(zip(signed, sub.replies, strict=True))]
 
     def _after_public_send(self, first: int, txs: list[Tx], out: list[Sent | RpcError]) -> None:
         """Fill the holes refused transactions left and remember the next nonce (under the lock)."""

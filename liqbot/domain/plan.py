@@ -91,6 +91,7 @@ class Plan:
     native_price: int  # base units per whole gas token, for the gas cost
     block: int  # the block the plan was made at
     after: PendingUpdate | None = None  # the pending price update this plan backs (its prices are the update's)
+    base_fee: int = 0  # of the head the detector last saw (0: unknown); what a send without simulation bids on
 
     def to_message(self) -> dict[str, Any]:
         c, s = self.candidate, self.candidate.seizure
@@ -98,7 +99,7 @@ class Plan:
                "debt_arg": self.debt_arg, "collateral_seized": s.collateral, "protocol_fee": s.protocol_fee,
                "debt_repaid": s.debt_repaid, "gross_profit_base": c.gross_profit_base,
                "collateral_price": self.collateral_price, "debt_price": self.debt_price,
-               "native_price": self.native_price, "block": self.block}
+               "native_price": self.native_price, "block": self.block, "base_fee": self.base_fee}
         if self.after is not None:
             out["after"] = self.after.to_message()
         return out
@@ -117,14 +118,17 @@ class Plan:
         candidate = Candidate(to_checksum_address(coll), to_checksum_address(debt), ints["debt_to_cover"], seizure,
                               ints["gross_profit_base"])
         after = PendingUpdate.from_message(raw["after"]) if "after" in raw else None
-        if "after" in raw and after is None:
+        base_fee = raw.get("base_fee", 0)
+        if ("after" in raw and after is None) or not (isinstance(base_fee, int) and not isinstance(base_fee, bool)
+                                                     and 0 <= base_fee < 2**256):
             return None
         return cls(candidate, ints["debt_arg"], ints["collateral_price"], ints["debt_price"], ints["native_price"],
-                   ints["block"], after)
+                   ints["block"], after, base_fee)
 
 
 def make_plan(positions: Sequence[ReservePosition], account: AccountData, *, rules: Rules, native_price: int,
-              gas_cost_base: int, min_profit_base: int, block: int, after: PendingUpdate | None = None) -> Plan | None:
+              gas_cost_base: int, min_profit_base: int, block: int, after: PendingUpdate | None = None,
+              base_fee: int = 0) -> Plan | None:
     """The detector's plan from exact positions: the most profitable pair, sized as if our inventory were
     unlimited and passed as type(uint256).max, so the Pool takes exactly what it allows when the call
     lands (interest accrued by then included; never v3.3 dust). None when nothing is worth sending: the
@@ -135,4 +139,4 @@ def make_plan(positions: Sequence[ReservePosition], account: AccountData, *, rul
         return None
     prices = {p.asset: p.price for p in positions}
     c = decision.plan
-    return Plan(c, UINT256_MAX, prices[c.collateral_asset], prices[c.debt_asset], native_price, block, after)
+    return Plan(c, UINT256_MAX, prices[c.collateral_asset], prices[c.debt_asset], native_price, block, after, base_fee)

@@ -319,13 +319,16 @@ class Producer:
         for a in applied:
             for acc in mirror.liquidatable(a):
                 found[acc.user] = (acc, a)
+        t1 = time.time()
         hopeless = {u for u, (acc, _) in found.items() if acc.collateral_base == 0 and u in priced_only}
         dets = [Detection(u, a.block, detected_at, "fast", self._plan(acc, a.block, a.timestamp)) for u, (acc, a) in found.items()
                 if u not in hopeless]
         if dets:
+            t2 = time.time()
             self._route_detections(dets)
-            log.info("%s fast path (mirror): %d users liquidatable at block %d, found in %.1f ms", FAST, len(dets),
-                     applied[-1].block, (time.time() - t0) * 1000)
+            log.info("%s fast path (mirror): %d users liquidatable at block %d, routed in %.1f ms (screen %.1f, plans %.1f, "
+                     "routing %.1f)", FAST, len(dets), applied[-1].block, (time.time() - t0) * 1000, (t1 - t0) * 1000,
+                     (t2 - t1) * 1000, (time.time() - t2) * 1000)
         for det in dets:
             self.last_hf[det.user] = found[det.user][0].health_factor
         settled = {d.user for d in dets} | hopeless
@@ -346,7 +349,7 @@ class Producer:
             return None
         gas = gas_cost_base(self.s.liquidation_gas_estimate, self.base_fee + self.s.max_priority_fee_wei, native_price)
         return make_plan(positions, acc, rules=rules_for(self.rt), native_price=native_price, gas_cost_base=gas,
-                         min_profit_base=self.s.min_profit_base, block=block, after=after)
+                         min_profit_base=self.s.min_profit_base, block=block, after=after, base_fee=self.base_fee)
 
     # --- pending price updates (MEMPOOL_BACKRUN) --------------------------------------------------------
     def price_setters(self) -> set[str]:

@@ -17,7 +17,7 @@ from liqbot.domain.liquidation import gas_cost_base
 from liqbot.domain.reverts import lost_race
 from liqbot.domain.route import FLASH
 from liqbot.domain.units import UINT256_MAX, value_base
-from liqbot.execution import gas_key
+from liqbot.execution import UNSIMULATED, gas_key, suspend_trust
 from liqbot.runtime import Runtime, runtime
 from liqbot.store.attempts import pending_attempts, record_attempt
 from liqbot.store.db import Attempt
@@ -128,6 +128,8 @@ def tell_breaker(rt: Runtime, attempt: Attempt) -> None:
     """The breaker guards against our own faults; a lost race is competition, not a fault."""
     if attempt.outcome != "lost":
         rt.breaker.result(attempt.outcome == "mined", f"{attempt.outcome} {attempt.tx_hash}")
+    if attempt.outcome == "reverted" and (attempt.reason or "").startswith(UNSIMULATED):
+        suspend_trust(rt, f"{attempt.tx_hash} of user {attempt.user}, sent without simulation, reverted")
 
 
 def learn_gas(rt: Runtime, used: int, route: str | None = None) -> None:

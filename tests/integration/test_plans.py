@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from unittest import mock
 
 import pytest
 
+from liqbot.chain.inventory import Inventory
 from liqbot.devnet import Devnet, move_price
 from liqbot.domain.plan import Plan
-from liqbot.execution import run_and_record
+from liqbot.execution import PLAN_TRUST_SECS, TRUST_SUSPENDED, UNSIMULATED, run_and_record
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
-from tests.helpers import liquidations, open_position, plan_from_chain, wait_until
+from tests.helpers import give_away_inventory, liquidations, open_position, plan_from_chain, wait_until
 
 pytestmark = pytest.mark.aave()
 
@@ -80,3 +83,68 @@ def test_a_groups_siblings_bring_the_plans_their_routing_left(chain: Devnet, rt:
     assert result.outcome == "sent", result.reason
     assert (set(result.stages_ms), result.group) == ({"sim", "send"}, 2)
     assert {e["user"] for e in _mined(chain, block, 2)} == set(users)
+
+
+def _ready(rt: Runtime) -> None:
+    """As a worker starts: its approvals known, its inventory read (once: no refreshing thread in tests)."""
+    with mock.patch.object(Inventory, "follow", Inventory.refresh):
+        rt.warm()
+
+
+def _fresh(plan: Plan, base_fee: int = 10**9) -> Plan:
+    """The plan as the producer's mirror makes it: with the base fee of the head it saw."""
+    return replace(plan, base_fee=base_fee)
+
+
+def test_a_fresh_mirror_plan_paid_from_inventory_is_sent_without_simulation(chain: Devnet, rt: Runtime):
+    user = open_position(chain, "user4", weth=10, usdc=15_000)
+    block = move_price(chain.market, "WETH", pct=-20).block
+    _ready(rt)
+    result = run_and_record(rt, _record(user, block), "⚡", plan=_fresh(plan_from_chain(rt, user)))
+    assert result.outcome == "sent", result.reason
+    assert set(result.stages_ms) == {"send"}  # one round trip
+    assert result.reason == UNSIMULATED
+    (event,) = _mined(chain, block, 1)
+    assert event["user"] == user
+
+
+def test_plans_are_simulated_when_old_without_a_base_fee_or_without_known_inventory(chain: Devnet, rt: Runtime):
+    users = [open_position(chain, who, weth=10, usdc=15_000 + 100 * i) for i, who in enumerate(("user4", "user5", "user6"))]
+    block = move_price(chain.market, "WETH", pct=-20).block
+    old = {**_record(users[0], block), "detected_at": time.time() - 2 * PLAN_TRUST_SECS}
+    _ready(rt)
+    for user, record, plan in ((users[0], old, _fresh(plan_from_chain(rt, users[0]))),
+                               (users[1], _record(users[1], block), plan_from_chain(rt, users[1]))):
+        result = run_and_record(rt, record, "⚡", plan=plan)
+        assert result.outcome == "sent", result.reason
+        assert set(result.stages_ms) == {"sim", "send"}, user
+    rt._inventory = None  # never read: nothing known held
+    result = run_and_record(rt, _record(users[2], block), "⚡", plan=_fresh(plan_from_chain(rt, users[2])))
+    assert set(result.stages_ms) == {"sim", "send"}
+
+
+def test_a_send_without_simulation_that_reverts_for_our_own_reason_suspends_the_trust(chain: Devnet, rt: Runtime):
+    """The inventory known at the last read is gone (another process spent it): the unsimulated send reverts,
+    the receipt tracker suspends the trust, and the next plan is simulated (then read fresh: nothing to pay with)."""
+    from liqbot.tasks.receipts import track_receipts  # imports the Celery app: settings from the test's env
+
+    users = [open_position(chain, who, weth=10, usdc=15_000 + 100 * i) for i, who in enumerate(("user4", "user5"))]
+    block = move_price(chain.market, "WETH", pct=-20).block
+    plans = {u: _fresh(plan_from_chain(rt, u)) for u in users}
+    _ready(rt)
+    give_away_inventory(chain, rt.sender.address)
+    result = run_and_record(rt, _record(users[0], block), "⚡", plan=plans[users[0]])
+    assert result.outcome == "sent", result.reason
+    assert result.reason == UNSIMULATED
+    wait_until(lambda: track_receipts() and _outcome(rt, users[0]) == "reverted", 20, "the revert recorded")
+    assert rt.state.r.exists(rt.state.key(TRUST_SUSPENDED))
+    result = run_and_record(rt, _record(users[1], block), "⚡", plan=plans[users[1]])
+    assert result.reason != UNSIMULATED
+    assert result.outcome == "skipped"
+    assert result.reason == "no inventory"  # simulated, disagreed, read fresh
+
+
+def _outcome(rt: Runtime, user: str) -> str:
+    with rt.sessions() as s:
+        (row,) = attempts_for(s, user)
+        return row.outcome
