@@ -123,5 +123,6 @@ def _warm(**_: object) -> None:
 
     try:
         runtime().warm()
+        runtime().inventory.follow()
     except Exception as exc:
         log.warning("warm-up failed (will retry on first task): %s", exc)

@@ -137,7 +137,7 @@ class Runtime:
         if approved:
             log.info("approved %d assets for the Pool at start-up", len(approved))
         _ = self.liquidator_contract  # checked now (a read or two), not at the first liquidation
-        self.inventory.follow()
+        self.inventory.refresh()  # a worker process then follows it (liqbot.celery._warm)
 
 
 def checked_liquidator(rpc: Rpc, settings: Settings) -> str | None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from unittest import mock
 
 import pytest
 
-from liqbot.chain.inventory import Inventory
 from liqbot.devnet import Devnet, move_price
 from liqbot.domain.plan import Plan
 from liqbot.execution import PLAN_TRUST_SECS, TRUST_SUSPENDED, UNSIMULATED, run_and_record
@@ -86,9 +84,8 @@ def test_a_groups_siblings_bring_the_plans_their_routing_left(chain: Devnet, rt:
 
 
 def _ready(rt: Runtime) -> None:
-    """As a worker starts: its approvals known, its inventory read (once: no refreshing thread in tests)."""
-    with mock.patch.object(Inventory, "follow", Inventory.refresh):
-        rt.warm()
+    """As a worker starts: its approvals known, its inventory read."""
+    rt.warm()
 
 
 def _fresh(plan: Plan, base_fee: int = 10**9) -> Plan:
