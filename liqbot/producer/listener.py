@@ -266,6 +266,16 @@ class Producer:
         self._audit_due = time.monotonic() + self.s.full_rescan_interval_secs
         gc.collect()
         gc.freeze()  # the collector never walks the loaded users again (a full pass over 100k costs ~100 ms)
+        self._warm_detection()
+
+    def _warm_detection(self) -> None:
+        """Pay now what the first price move would: the screen's first pass over every row (numpy's first
+        calls, the stable-debt arrays) and the planner's import (~20 ms together, measured in the race)."""
+        from liqbot.execution import rules_for
+
+        assert self.mirror is not None
+        self.mirror.candidates()
+        rules_for(self.rt)
 
     def _maybe_audit(self) -> None:
         """At the full rescan's interval, compare the mirror with the chain in the background: a snapshot of
