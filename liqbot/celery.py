@@ -109,10 +109,14 @@ def _stop_heartbeat(sender: object = None, **_: object) -> None:
 
 @celeryd_after_setup.connect
 def _check_chain(**_: object) -> None:
-    """`celery worker` start-up, logging set up, pool not forked yet: a worker whose LIQUIDATOR_CONTRACT is
-    wrong stops here (exit code 2), not at every liquidation."""
+    """`celery worker` start-up, logging set up, pool not forked yet: a worker missing a setting it needs, or
+    whose LIQUIDATOR_CONTRACT is wrong, stops here (one line, exit code 2), not at every liquidation. Both
+    lanes sign (liquidations; approvals, cancels), so both need the node, the market and the key. Beat only
+    sends task messages and Flower only reads Redis: their settings load (celeryconfig) needs nothing more."""
+    from liqbot.config import LIQUIDATOR_KEY, get_settings_or_exit
     from liqbot.runtime import check_chain_or_exit
 
+    get_settings_or_exit("rpc_url", "pool_addresses_provider", LIQUIDATOR_KEY, command="celery worker")
     check_chain_or_exit()
 
 

@@ -1,8 +1,10 @@
 """Settings: read from the environment once, validated at start-up.
 
-A wrong or missing value fails with the variable's name and what was expected. `MARKET_FILE`
-(a devnet market file) fills in RPC_URL, WS_URL, POOL_ADDRESSES_PROVIDER, the liquidator key,
-START_BLOCK and LIQUIDATOR_CONTRACT (once deployed); anything set explicitly in the environment wins.
+A wrong value fails with the variable's name and what was expected. The chain settings and the key
+may be unset at load time: each entry point states what it needs (`Settings.require`), so read-only
+commands run on a machine without the signing key, and a missing setting names the command needing it.
+`MARKET_FILE` (a devnet market file) fills in RPC_URL, WS_URL, POOL_ADDRESSES_PROVIDER, the liquidator
+key, START_BLOCK and LIQUIDATOR_CONTRACT (once deployed); anything set explicitly in the environment wins.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ GWEI = 10**9
 ZERO_ADDRESS = "0x" + "0" * 40
 # The market file keeps our deployed FlashLiquidator among its contracts, under this name.
 LIQUIDATOR_CONTRACT_KEY = "FlashLiquidator"
+# For `Settings.require`: the signing key, LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE.
+LIQUIDATOR_KEY = "liquidator_key"
+# What a market file is, in the one line that says a file is not one.
+MARKET_FILE_EXPECTED = "expected a market file written by liqbot devnet up"
 
 # What each variable expects, for error messages.
 EXPECTED = {
@@ -36,6 +42,7 @@ EXPECTED = {
     "liquidator_contract": "the 0x-address of our FlashLiquidator (`liqbot contract deploy` prints it), or unset",
     "liquidator_private_key": "a 0x-prefixed 32-byte hex private key",
     "liquidator_key_file": "a path to a file (mode 0600) holding the private key",
+    LIQUIDATOR_KEY: "a 0x-prefixed 32-byte hex private key, or a path to a file (mode 0600) holding it",
     "redis_url": "a redis://, rediss:// or unix:// URL",
     "database_url": "an SQLAlchemy URL, e.g. sqlite:///liqbot.sqlite or postgresql+psycopg://user@host/db",
     "ws_fast_path": "true or false",
@@ -59,9 +66,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
 
     market_file: Path | None = None
-    rpc_url: str
-    ws_url: str
-    pool_addresses_provider: str
+    # Unset is valid at load time; the commands that use them say so (`require`).
+    rpc_url: str | None = None
+    ws_url: str | None = None
+    pool_addresses_provider: str | None = None
     liquidator_contract: str | None = None  # our FlashLiquidator; unset: liquidations are paid from inventory
     liquidator_private_key: SecretStr | None = None
     liquidator_key_file: Path | None = None
@@ -118,35 +126,33 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _from_market_file(cls, data: Any) -> Any:
+        """What the environment leaves unset comes from the file, which must then hold it. A file of another
+        shape raises ConfigError (one line naming the file and the field), which pydantic lets through."""
         path = data.get("market_file") or data.get("MARKET_FILE") if isinstance(data, dict) else None
         if not path:
             return data
-        try:
-            market = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"MARKET_FILE: cannot read {path}: {exc}") from None
-        defaults = {
-            "rpc_url": market["rpc_url"], "ws_url": market["ws_url"],
-            "pool_addresses_provider": market["contracts"]["PoolAddressesProvider"],
-            "start_block": market.get("deploy_block", 0),
-        }
-        if market["contracts"].get(LIQUIDATOR_CONTRACT_KEY):  # written there by `liqbot contract deploy`
-            defaults["liquidator_contract"] = market["contracts"][LIQUIDATOR_CONTRACT_KEY]
-        if not data.get("liquidator_key_file"):
-            defaults["liquidator_private_key"] = market["accounts"]["liquidator"]["private_key"]
+        market = MarketFile.read(path, label="MARKET_FILE")
+        given = {k for k, v in data.items() if v not in (None, "")}
+        defaults = {field: market.get(*where) for field, where in MARKET_FIELDS.items() if field not in given}
+        defaults["start_block"] = market.get("deploy_block", default=0)
+        deployed = market.get("contracts", LIQUIDATOR_CONTRACT_KEY, default=None)  # by `liqbot contract deploy`
+        if deployed:
+            defaults["liquidator_contract"] = deployed
+        if not given & {"liquidator_key_file", "liquidator_private_key"}:
+            defaults["liquidator_private_key"] = market.get("accounts", "liquidator", "private_key")
         return {**defaults, **{k: v for k, v in data.items() if v not in (None, "")}}
 
     @field_validator("rpc_url")
     @classmethod
-    def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("not an http(s) URL")
         return v
 
     @field_validator("ws_url")
     @classmethod
-    def _ws(cls, v: str) -> str:
-        if not v.startswith(("ws://", "wss://")):
+    def _ws(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("ws://", "wss://")):
             raise ValueError("not a ws(s) URL")
         return v
 
@@ -212,14 +218,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_key(self) -> Settings:
-        if (self.liquidator_private_key is None) == (self.liquidator_key_file is None):
+        """Both set is ambiguous; neither is fine here: only signing processes need a key (`require`)."""
+        if self.liquidator_private_key is not None and self.liquidator_key_file is not None:
             raise ValueError("LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE: set exactly one of them")
         return self
 
     @model_validator(mode="after")
     def _bundle_route(self) -> Settings:
         """The bundle route needs somewhere to send and a searcher key of its own (a key file is compared
-        in `load_settings`, once it is read)."""
+        in `require`, once it is read)."""
         if self.submit_route != "bundle":
             return self
         if not self.relay_urls:
@@ -247,11 +254,35 @@ class Settings(BaseSettings):
     def max_gas_price_wei(self) -> int:
         return int(self.max_gas_price_gwei * GWEI)
 
+    def require(self, *fields: str, command: str = "") -> Settings:
+        """These settings, or a ConfigError with one line per missing variable naming `command` (the one that
+        needs it) and what is expected. LIQUIDATOR_KEY is either key variable; a key file is read now, so a
+        signing process stops at start-up, not at its first transaction."""
+        missing = [f"{_var(f)}: {f'required by {command}' if command else 'not set'}; expected {EXPECTED[f]}"
+                   for f in fields if not self.is_set(f)]
+        if missing:
+            raise ConfigError("\n".join(missing))
+        if LIQUIDATOR_KEY in fields and self.liquidator_key_file is not None:
+            key = self.private_key()
+            if self.submit_route == "bundle":
+                try:
+                    self._check_relay_key(key)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+        return self
+
+    def is_set(self, field: str) -> bool:
+        if field == LIQUIDATOR_KEY:
+            return self.liquidator_private_key is not None or self.liquidator_key_file is not None
+        return getattr(self, field) is not None
+
     def private_key(self) -> str:
         """The liquidator's key; read only where a transaction is signed."""
         if self.liquidator_private_key is not None:
             return self.liquidator_private_key.get_secret_value()
         path = self.liquidator_key_file
+        if path is None:
+            self.require(LIQUIDATOR_KEY)
         assert path is not None
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
@@ -277,6 +308,57 @@ class Settings(BaseSettings):
         return {k: (str(v) if isinstance(v, Path | Decimal) else v) for k, v in out.items()}
 
 
+def _var(field: str) -> str:
+    return "LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE" if field == LIQUIDATOR_KEY else field.upper()
+
+
+# Settings a market file fills in, and where it keeps them (the key and the rest: `_from_market_file`).
+MARKET_FIELDS = {
+    "rpc_url": ("rpc_url",),
+    "ws_url": ("ws_url",),
+    "pool_addresses_provider": ("contracts", "PoolAddressesProvider"),
+}
+_REQUIRED = object()
+
+
+class MarketFile:
+    """A market file (`liqbot devnet up` writes one), read by everything that reads one: a file that is
+    missing, not JSON, or of another shape (hand-written, an older version) is one ConfigError line naming
+    the file and what is missing, e.g. `MARKET_FILE /x/m.json: no "rpc_url" (expected a market file ...)`."""
+
+    def __init__(self, path: Path, data: dict[str, Any], label: str = "market file"):
+        self.path, self.data, self.label = path, data, label
+
+    @classmethod
+    def read(cls, path: str | Path, label: str = "market file") -> MarketFile:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{label} {path}: not found ({MARKET_FILE_EXPECTED})") from None
+        except OSError as exc:
+            raise ConfigError(f"{label} {path}: cannot read it: {exc.strerror or exc} ({MARKET_FILE_EXPECTED})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{label} {path}: not JSON ({exc}; {MARKET_FILE_EXPECTED})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{label} {path}: a JSON {type(data).__name__}, not an object ({MARKET_FILE_EXPECTED})")
+        return cls(path, data, label)
+
+    def get(self, *keys: str, default: Any = _REQUIRED) -> Any:
+        """The value at `keys` (nested objects); without a default, a ConfigError if it is not there."""
+        node: Any = self.data
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                if default is _REQUIRED:
+                    raise self.missing(".".join(keys))
+                return default
+            node = node[key]
+        return node
+
+    def missing(self, what: str) -> ConfigError:
+        return ConfigError(f'{self.label} {self.path}: no "{what}" ({MARKET_FILE_EXPECTED})')
+
+
 def _mask_url(url: str) -> str:
     """Hide a password in scheme://user:password@host."""
     scheme, sep, rest = url.partition("://")
@@ -300,9 +382,12 @@ def load_settings(**overrides: Any) -> Settings:
             else:
                 lines.append(msg)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
-    if settings.liquidator_key_file is not None:
-        key = settings.private_key()  # fail at start-up, not at the first liquidation
-        if settings.submit_route == "bundle":
+    if settings.submit_route == "bundle" and settings.liquidator_key_file is not None:
+        try:  # compared where the key file can be read; the processes that sign read it in `require`
+            key: str | None = settings.private_key()
+        except ConfigError:
+            key = None
+        if key is not None:
             try:
                 settings._check_relay_key(key)
             except ValueError as exc:
@@ -327,12 +412,13 @@ def get_settings() -> Settings:
     return load_settings(market_file=os.environ.get("MARKET_FILE") or None)
 
 
-def get_settings_or_exit() -> Settings:
-    """For entry points that liqbot's CLI does not wrap (celery worker / beat): one clear message, exit 2."""
+def get_settings_or_exit(*required: str, command: str = "") -> Settings:
+    """For entry points that liqbot's CLI does not wrap (celery worker / beat / flower): the settings with
+    `required` set (see `Settings.require`), or one clear message and exit code 2."""
     import sys
 
     try:
-        return get_settings()
+        return get_settings().require(*required, command=command)
     except ConfigError as exc:
         print(f"liqbot: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

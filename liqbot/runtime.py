@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from eth_account import Account
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from liqbot.chain import aave
@@ -18,7 +19,7 @@ from liqbot.chain.market import MarketInfo, discover_market
 from liqbot.chain.rpc import Rpc
 from liqbot.chain.sender import Sender
 from liqbot.chain.submit import Submitter, build_submitter
-from liqbot.config import Settings, get_settings, get_settings_or_exit
+from liqbot.config import EXPECTED, Settings, get_settings, get_settings_or_exit
 from liqbot.domain.breaker import BreakerConfig, BreakerState
 from liqbot.domain.fees import Fees
 from liqbot.errors import ConfigError, RpcError
@@ -32,10 +33,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
+    """The node and the database are opened on first use: a command that reads only Redis (`breaker status`)
+    needs neither RPC_URL nor a reachable DATABASE_URL."""
+
     settings: Settings
-    rpc: Rpc
     state: State
-    sessions: sessionmaker
+    _rpc: Rpc | None = field(default=None, repr=False)
+    _sessions: sessionmaker | None = field(default=None, repr=False)
     _market: MarketInfo | None = field(default=None, repr=False)
     _market_at: float = 0.0
     _sender: Sender | None = field(default=None, repr=False)
@@ -48,10 +52,35 @@ class Runtime:
     _inventory: Inventory | None = field(default=None, repr=False)
 
     @property
+    def rpc(self) -> Rpc:
+        """The node at RPC_URL (a ConfigError naming it when it is unset)."""
+        if self._rpc is None:
+            s = self.settings.require("rpc_url")
+            assert s.rpc_url is not None
+            self._rpc = Rpc(s.rpc_url, timeout=s.rpc_timeout_secs)
+        return self._rpc
+
+    @property
+    def sessions(self) -> sessionmaker:
+        """The database at DATABASE_URL, its schema created on first use; a URL that cannot be opened is a
+        ConfigError naming it (one line, not a driver's traceback)."""
+        if self._sessions is None:
+            try:
+                self._sessions = session_factory(self.settings.database_url)
+            except (SQLAlchemyError, ImportError) as exc:  # a malformed URL, a missing driver, no server
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                malformed = isinstance(exc, ArgumentError | ImportError)
+                raise ConfigError(f"DATABASE_URL: cannot open {self.settings.redacted()['database_url']}: {reason}"
+                                  + (f"; expected {EXPECTED['database_url']}" if malformed else "")) from None
+        return self._sessions
+
+    @property
     def market(self) -> MarketInfo:
         """The market, rediscovered every few minutes (new reserves, new price sources)."""
         if self._market is None or time.monotonic() - self._market_at > MARKET_REFRESH_SECS:
-            self._market = discover_market(self.rpc, self.settings.pool_addresses_provider)
+            provider = self.settings.require("pool_addresses_provider").pool_addresses_provider
+            assert provider is not None
+            self._market = discover_market(self.rpc, provider)
             self._market_at = time.monotonic()
         return self._market
 
@@ -126,7 +155,7 @@ class Runtime:
     def warm(self) -> None:
         """Everything a first liquidation would otherwise pay for: the market, connections, the approvals
         of the assets we hold (sent now, unless this is a dry run) and the LIQUIDATOR_CONTRACT check."""
-        _ = self.market, self.chain_id
+        _ = self.market, self.chain_id, self.sessions
         self.state.r.ping()
         s = self.settings
         tip = s.max_priority_fee_wei
@@ -171,7 +200,8 @@ def check_chain_or_exit() -> None:
     bad setting does. An unreachable node does not: each process checks again before its first liquidation."""
     import sys
 
-    s = get_settings_or_exit()
+    s = get_settings_or_exit("rpc_url")
+    assert s.rpc_url is not None
     rpc = Rpc(s.rpc_url, timeout=s.rpc_timeout_secs)
     try:
         _check_at_startup(lambda: checked_liquidator(rpc, s))
@@ -185,5 +215,4 @@ def check_chain_or_exit() -> None:
 @cache
 def runtime() -> Runtime:
     s = get_settings()
-    return Runtime(s, Rpc(s.rpc_url, timeout=s.rpc_timeout_secs), State(s.redis_url, s.redis_prefix),
-                   session_factory(s.database_url))
+    return Runtime(s, State(s.redis_url, s.redis_prefix))

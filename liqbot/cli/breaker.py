@@ -1,4 +1,4 @@
-"""`liqbot breaker status|reset`."""
+"""`liqbot breaker status|reset`: Redis only (REDIS_URL and the breaker's own settings, which have defaults)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,20 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 @breaker_app.command()
 def reset() -> None:
-    """Close the breaker now (recorded as an operator reset)."""
-    _breaker().reset()
-    console.print("breaker closed")
+    """Close the breaker now (recorded as an operator reset: in Redis, and in the database when DATABASE_URL
+    can be opened)."""
+    from liqbot.runtime import runtime
+    from liqbot.store.breaker import Breaker
+
+    rt = runtime()
+    shared = rt.breaker
+    unrecorded: list[str] = []
+
+    def record(old, new) -> None:  # the operator's reset is done in Redis whatever the database says
+        try:
+            rt._breaker_changed(old, new)
+        except Exception as exc:
+            unrecorded.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+    Breaker(shared.r, shared.key, shared.cfg, record).reset()
+    console.print("breaker closed" + (f" (not recorded in the database: {unrecorded[0]})" if unrecorded else ""))

@@ -30,15 +30,17 @@ def deploy(
 ) -> None:
     """Deploy FlashLiquidator (owner: the liquidator key) and record it where the settings read LIQUIDATOR_CONTRACT:
     the market file when one is used, else print the export line."""
-    from liqbot.config import LIQUIDATOR_CONTRACT_KEY
+    from liqbot.config import LIQUIDATOR_CONTRACT_KEY, LIQUIDATOR_KEY, MarketFile
     from liqbot.devnet import artifacts
     from liqbot.devnet.txs import constructor_data
     from liqbot.runtime import checked_liquidator
 
-    settings = _settings(market)
+    settings = _settings(market).require("rpc_url", "pool_addresses_provider", LIQUIDATOR_KEY,
+                                         command="liqbot contract deploy")
+    assert settings.rpc_url is not None
     market_file = settings.market_file
-    contracts = json.loads(market_file.read_text())["contracts"] if market_file else {}
-    router = _router(router or contracts.get("SwapRouter"), market_file)
+    known = MarketFile.read(market_file, "MARKET_FILE").get("contracts", "SwapRouter", default=None) if market_file else None
+    router = _router(router or known, market_file)
     key = settings.private_key()
     artifact = artifacts.ours(NAME)
     rpc = Rpc(settings.rpc_url, timeout=settings.rpc_timeout_secs)
@@ -98,8 +100,14 @@ def _deploy_signed(rpc: Rpc, key: str, data: str, tip: int, max_fee_cap: int, ti
 
 def _record(market_file: Path, key: str, address: str) -> None:
     """Into the market file's contracts, every other field kept; written whole, then renamed."""
-    data = json.loads(market_file.read_text())
-    data["contracts"][key] = address
+    from liqbot.config import MarketFile
+
+    mf = MarketFile.read(market_file, "MARKET_FILE")
+    contracts = mf.get("contracts")
+    if not isinstance(contracts, dict):
+        raise mf.missing("contracts")
+    data = mf.data
+    contracts[key] = address
     tmp = market_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(market_file)

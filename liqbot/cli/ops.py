@@ -32,14 +32,17 @@ def _settings(market: Path | None):
 
 def producer(market: MarketOpt = None) -> None:
     """Run the WebSocket producer: backfill, subscribe, fast-path check, enqueue."""
-    settings = _settings(market)
+    # It never signs (the workers do): no key needed. With one, it checks LIQUIDATOR_CONTRACT as they do.
+    settings = _settings(market).require("rpc_url", "ws_url", "pool_addresses_provider", command="liqbot producer")
+    from liqbot.config import LIQUIDATOR_KEY
     from liqbot.logs import setup_logging
     from liqbot.producer.listener import run_producer
     from liqbot.runtime import runtime
 
     setup_logging(settings.log_level)
     rt = runtime()
-    rt.check_chain()
+    if settings.is_set(LIQUIDATOR_KEY):
+        rt.check_chain()
     run_producer(rt)
 
 
@@ -53,7 +56,7 @@ def show(ctx: typer.Context, market: MarketOpt = None) -> None:
     settings = _settings(market)
     table = Table("setting", "value", box=None)
     for key, value in settings.redacted().items():
-        table.add_row(key.upper(), str(value))
+        table.add_row(key.upper(), "unset" if value is None else str(value))
     try:
         from liqbot.store.redis import State
 

@@ -30,8 +30,8 @@ def gather() -> dict:
     out["priority_workers"] = [w for w, ts in r.zrange(key("workers:priority"), 0, -1, withscores=True) if ts > now - ttl]
     out["breaker"] = rt.breaker.status()
     producer = r.hgetall(key("producer", "status"))
-    try:
-        head = int(rt.rpc.call("eth_blockNumber"), 16)
+    try:  # RPC_URL is optional here: without it, no head and no lag
+        head = int(rt.rpc.call("eth_blockNumber"), 16) if rt.settings.rpc_url is not None else None
     except Exception:
         head = None
     if producer:
@@ -57,11 +57,13 @@ def gather() -> dict:
 def status(market: MarketOpt = None) -> None:
     """Queue depths, workers, breaker, the producer's connection and block lag, parked users, recent
     liquidations."""
-    _settings(market)
+    settings = _settings(market)
     info = gather()
+    head = info["head"] if info["head"] is not None else \
+        f"unknown ({'node unreachable' if settings.rpc_url else 'RPC_URL unset'})"
     p = info["producer"]
     console.print(f"queues: priority {info['queues']['priority']}, default {info['queues']['default']}   "
-                  f"priority workers alive: {len(info['priority_workers'])}   head: {info['head']}")
+                  f"priority workers alive: {len(info['priority_workers'])}   head: {head}")
     console.print(f"producer: [bold]{p.get('state')}[/]" + (f" for {p['age_secs']} s, lag {p.get('lag_blocks')} blocks, "
                   f"reconnects {p.get('reconnects')}, buffered {p.get('buffered')}" if "age_secs" in p else "")
                   + (f", last error: {p['error']}" if p.get("error") else ""))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from liqbot.errors import DevnetError
+from liqbot.config import MARKET_FILE_EXPECTED, MarketFile
+from liqbot.errors import ConfigError, DevnetError
 
 RAY = 10**27
 
@@ -106,12 +107,29 @@ class Market:
 
     @classmethod
     def load(cls, path: Path) -> Market:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise DevnetError(f"market file {path} not found; start a devnet with `liqbot devnet up`") from None
-        except json.JSONDecodeError as exc:
-            raise DevnetError(f"market file {path} is not valid JSON: {exc}") from None
-        data["reserves"] = {k: Reserve(**v) for k, v in data["reserves"].items()}
-        data["accounts"] = {k: Account(**v) for k, v in data["accounts"].items()}
+        """A ConfigError naming the file and the missing field (one line) if it is not a market file; fields
+        it does not know (a newer version's) are ignored."""
+        mf = MarketFile.read(path)
+        data = _fields(cls, mf)
+        data["reserves"] = {k: Reserve(**_fields(Reserve, mf, "reserves", k)) for k in _object(mf, "reserves")}
+        data["accounts"] = {k: Account(**_fields(Account, mf, "accounts", k)) for k in _object(mf, "accounts")}
         return cls(**data)
+
+
+def _object(mf: MarketFile, *keys: str) -> dict:
+    value = mf.get(*keys)
+    if not isinstance(value, dict):
+        raise ConfigError(f'{mf.label} {mf.path}: "{".".join(keys)}" is not an object ({MARKET_FILE_EXPECTED})')
+    return value
+
+
+def _fields(kind: type, mf: MarketFile, *keys: str) -> dict:
+    """The dataclass `kind`'s fields from the object at `keys`: each required one there, optional ones if there."""
+    obj = _object(mf, *keys) if keys else mf.data
+    out = {}
+    for f in fields(kind):
+        if f.name in obj:
+            out[f.name] = obj[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise mf.missing(".".join((*keys, f.name)))
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liqbot.config import load_settings
+from liqbot.config import LIQUIDATOR_KEY, load_settings
 from liqbot.errors import ConfigError
 
 KEY = "0x" + "ab" * 32
@@ -59,7 +59,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch):
         ({"DEDUPE_WINDOW_SECS": "-1"}, "DEDUPE_WINDOW_SECS: Input should be greater than 0; expected a number above 0"),
         ({"AT_RISK_HF": "0.9"}, "AT_RISK_HF"),
         ({"START_BLOCK": "latest"}, "START_BLOCK: Input should be a valid integer"),
-        ({"MARKET_FILE": "/nonexistent/market.json"}, "MARKET_FILE: cannot read"),
+        ({"MARKET_FILE": "/nonexistent/market.json"}, "MARKET_FILE /nonexistent/market.json: not found"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict, expected: str):
@@ -70,26 +70,36 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict
     assert "0x12" not in str(err.value).replace("0x1234", "")  # a bad key is never echoed
 
 
-def test_missing_values_are_all_listed(monkeypatch: pytest.MonkeyPatch):
+def test_missing_values_are_all_listed_with_the_command_needing_them():
+    s = load_settings()  # nothing is required to load: each command states what it needs
     with pytest.raises(ConfigError) as err:
-        load_settings()
-    for var in ("RPC_URL", "WS_URL", "POOL_ADDRESSES_PROVIDER"):
-        assert f"{var}: Field required" in str(err.value)
+        s.require("rpc_url", "ws_url", "pool_addresses_provider", LIQUIDATOR_KEY, command="liqbot producer")
+    lines = str(err.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "RPC_URL", "WS_URL", "POOL_ADDRESSES_PROVIDER", "LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE"]
+    assert all("required by liqbot producer; expected " in line for line in lines)
 
 
-def test_exactly_one_key_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_at_most_one_key_source_and_the_key_file_is_read_where_it_is_required(monkeypatch: pytest.MonkeyPatch,
+                                                                                tmp_path: Path):
     _with(monkeypatch)
     monkeypatch.delenv("LIQUIDATOR_PRIVATE_KEY")
-    with pytest.raises(ConfigError, match="set exactly one"):
-        load_settings()
+    with pytest.raises(ConfigError, match="LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE: required by celery worker"):
+        load_settings().require(LIQUIDATOR_KEY, command="celery worker")
+    with pytest.raises(ConfigError, match="LIQUIDATOR_PRIVATE_KEY or LIQUIDATOR_KEY_FILE: not set"):
+        load_settings().private_key()
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
     key_file.chmod(0o644)
     monkeypatch.setenv("LIQUIDATOR_KEY_FILE", str(key_file))
+    s = load_settings()  # a command that does not sign never reads the key file
     with pytest.raises(ConfigError, match="mode 0644; expected 0600"):
-        load_settings()
+        s.require(LIQUIDATOR_KEY, command="celery worker")
     key_file.chmod(0o600)
-    assert load_settings().private_key() == KEY
+    assert load_settings().require(LIQUIDATOR_KEY).private_key() == KEY
+    monkeypatch.setenv("LIQUIDATOR_PRIVATE_KEY", KEY)
+    with pytest.raises(ConfigError, match="set exactly one"):
+        load_settings()
 
 
 def test_market_file_fills_in_the_chain_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
