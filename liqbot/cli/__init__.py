@@ -10,6 +10,7 @@ from rich.console import Console
 
 from liqbot.cli.breaker import breaker_app
 from liqbot.cli.contract import contract_app
+from liqbot.cli.db import db_app
 from liqbot.cli.devnet import devnet_app
 from liqbot.cli.ops import config_app, producer
 from liqbot.cli.status import status
@@ -21,6 +22,7 @@ app.add_typer(devnet_app, name="devnet")
 app.add_typer(config_app, name="config")
 app.add_typer(breaker_app, name="breaker")
 app.add_typer(contract_app, name="contract")
+app.add_typer(db_app, name="db")
 app.command()(producer)
 app.command()(status)
 

@@ -19,9 +19,10 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from liqbot.store.migrations import ensure_head
 
 
 class Uint256(TypeDecorator):
@@ -154,19 +155,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def plain_engine(url: str) -> Engine:
+    """An engine with our connection settings; the schema left as it is."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-    for attempt in range(3):  # several processes may create the schema at once
-        try:
-            Base.metadata.create_all(engine)
-            break
-        except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == 2:
-                raise
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine on a database at the newest schema: upgraded first if needed, safe when processes start together."""
+    engine = plain_engine(url)
+    ensure_head(engine)
     return engine
 
 
