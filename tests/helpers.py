@@ -29,7 +29,8 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
 def liquidations(rpc: Rpc, pool: str, from_block: int) -> list[dict]:
     logs = rpc.call("eth_getLogs", {"fromBlock": hex(from_block), "toBlock": "latest", "address": pool,
                                     "topics": [aave.LIQUIDATION_CALL_EVENT.topic0]})
-    return [{**aave.LIQUIDATION_CALL_EVENT.decode(log), "tx": log["transactionHash"]} for log in logs]
+    return [{**aave.LIQUIDATION_CALL_EVENT.decode(log), "tx": log["transactionHash"], "block": int(log["blockNumber"], 16)}
+            for log in logs]
 
 
 def health_at(rpc: Rpc, pool: str, users: list[str], block: int) -> dict[str, AccountData]:

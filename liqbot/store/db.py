@@ -57,6 +57,9 @@ class User(Base):
     debt_base: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_block: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+    # the block we first stored the user at: the capture audit's "tracked before the liquidation?" (the rest of
+    # the row is rewritten right after a liquidation)
+    first_seen_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     __table_args__ = (Index("ix_users_hf_debt", "health_factor", "debt_base"),)
 
 

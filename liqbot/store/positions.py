@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -29,7 +29,8 @@ def save_health(session: Session, accounts: Iterable[AccountData], block: int) -
     """Refresh health factors from a scan in one bulk upsert; per-reserve rows are left to update_position."""
     now = time.time()
     rows = [{"address": a.user, "health_factor": storable_hf(a.health_factor), "collateral_base": a.collateral_base,
-             "debt_base": a.debt_base, "updated_block": block, "updated_at": now} for a in accounts]
+             "debt_base": a.debt_base, "updated_block": block, "updated_at": now, "first_seen_block": block}
+            for a in accounts]
     if not rows:
         return
     dialect = session.get_bind().dialect.name
@@ -40,7 +41,8 @@ def save_health(session: Session, accounts: Iterable[AccountData], block: int) -
         return
     stmt = insert(User)
     stmt = stmt.on_conflict_do_update(index_elements=[User.address], set_={
-        c: stmt.excluded[c] for c in ("health_factor", "collateral_base", "debt_base", "updated_block", "updated_at")})
+        **{c: stmt.excluded[c] for c in ("health_factor", "collateral_base", "debt_base", "updated_block", "updated_at")},
+        "first_seen_block": func.coalesce(User.first_seen_block, stmt.excluded.first_seen_block)})
     for start in range(0, len(rows), 5_000):
         session.execute(stmt, rows[start : start + 5_000])
 
@@ -50,12 +52,20 @@ def _upsert_user(session: Session, acc: AccountData, block: int) -> None:
     user.health_factor = storable_hf(acc.health_factor)
     user.collateral_base, user.debt_base = acc.collateral_base, acc.debt_base
     user.updated_block, user.updated_at = block, time.time()
+    if user.first_seen_block is None:
+        user.first_seen_block = block
     session.merge(user)
 
 
 def health_factors(session: Session) -> dict[str, int]:
     """user -> stored health factor (wad, capped): what the producer orders its checks by."""
     return dict(session.execute(select(User.address, User.health_factor)).tuples().all())
+
+
+def tracked_since(session: Session, users: Iterable[str]) -> dict[str, int]:
+    """The block we first stored each user at (the capture audit: did we know it before its liquidation?)."""
+    rows = session.execute(select(User.address, User.first_seen_block, User.updated_block).where(User.address.in_(users)))
+    return {user: min(b for b in (first, updated) if b is not None) for user, first, updated in rows}
 
 
 def known_users(session: Session) -> list[str]:

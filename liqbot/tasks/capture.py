@@ -21,8 +21,8 @@ from liqbot.domain.capture import AttemptView, LiquidationEvent, bonus_base, cla
 from liqbot.logs import FAST
 from liqbot.runtime import Runtime, runtime
 from liqbot.store.captures import record_captures
-from liqbot.store.db import Attempt, User
-from liqbot.store.positions import get_cursor, set_cursor
+from liqbot.store.db import Attempt
+from liqbot.store.positions import get_cursor, set_cursor, tracked_since
 
 log = logging.getLogger(__name__)
 CAPTURE_CURSOR = "capture"
@@ -30,7 +30,6 @@ CAPTURE_PAGE = 2_000  # blocks per eth_getLogs
 SETTLE_BLOCKS = 2  # an event is audited once this many blocks old
 AROUND_BLOCKS = 100  # our attempts for the user this close to the event's block are part of its story
 PAGES_PER_RUN = 10
-KNOWN_CHUNK = 10_000
 
 
 @app.task(name="liqbot.capture_audit")
@@ -50,7 +49,6 @@ def capture_audit() -> int:
 
 
 def _audit_since_cursor(rt: Runtime) -> int:
-    note_known_users(rt)
     last = int(rt.rpc.call("eth_blockNumber"), 16) - SETTLE_BLOCKS
     with rt.sessions() as session:
         cursor = get_cursor(session, CAPTURE_CURSOR)
@@ -83,7 +81,7 @@ def audit(rt: Runtime, session: Session, events: list[LiquidationEvent]) -> list
     ours = [rt.sender.address, rt.liquidator_contract or ""]
     prices, stamps = block_context(rt, sorted({e.block for e in events}))
     attempts = attempts_around(session, events)
-    since = tracked_since(rt, session, {e.user for e in events})
+    since = tracked_since(session, {e.user for e in events})
     index = {e.tx_hash: e.tx_index for e in events}  # our own liquidations mined in this page, ordered
     rows = []
     for e in events:
@@ -138,28 +136,6 @@ def attempts_around(session: Session, events: list[LiquidationEvent]) -> dict[st
                              .order_by(Attempt.id)):
         out[a.user].append(a)
     return out
-
-
-def tracked_since(rt: Runtime, session: Session, users: set[str]) -> dict[str, int]:
-    """The earliest block we are known to have tracked each user at: the lowest `updated_block` any audit
-    saw (Redis, see note_known_users) or the stored row's, whichever is lower. The row alone cannot tell:
-    bookkeeping rewrites it right after the liquidation."""
-    order = sorted(users)
-    seen = rt.state.r.zmscore(rt.state.key("capture", "known"), order)
-    out = {u: int(s) for u, s in zip(order, seen, strict=True) if s is not None}
-    for user, block in session.execute(select(User.address, User.updated_block).where(User.address.in_(order))):
-        out[user] = min(block, out.get(user, block))
-    return out
-
-
-def note_known_users(rt: Runtime) -> None:
-    """Remember, per user, the lowest block its stored row was ever updated at (ZADD LT): the block we
-    tracked it since, to within one audit interval."""
-    key = rt.state.key("capture", "known")
-    with rt.sessions() as session:
-        rows = session.execute(select(User.address, User.updated_block)).all()
-    for i in range(0, len(rows), KNOWN_CHUNK):
-        rt.state.r.zadd(key, dict(rows[i : i + KNOWN_CHUNK]), lt=True)
 
 
 def users_in_flight(rt: Runtime) -> set[str]:

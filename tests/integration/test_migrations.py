@@ -237,6 +237,7 @@ def test_upgrade_keeps_every_row_of_the_previous_schema(url: str, engines: list[
         attempts = s.scalars(select(Attempt).order_by(Attempt.id)).all()
         assert [{c: getattr(a, c) for c in ROWS["attempts"][0]} for a in attempts] == ROWS["attempts"]
         assert [(a.rival_tx, a.route) for a in attempts] == [(None, None), (None, None)]  # the new columns
+        assert {u.first_seen_block for u in users.values()} == {r["updated_block"] for r in ROWS["users"]}  # 0005
         events = s.scalars(select(BreakerEvent)).all()
         assert [{c: getattr(e, c) for c in ROWS["breaker_events"][0]} for e in events] == ROWS["breaker_events"]
         assert [(c.name, c.block) for c in s.scalars(select(Cursor))] == [("producer", 41)]

@@ -7,14 +7,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from liqbot.domain.health import AccountData
 from liqbot.domain.liquidation import ReservePosition
 from liqbot.domain.units import UINT256_MAX, WAD
 from liqbot.store.attempts import attempts_for, pending_attempts, record_attempt
-from liqbot.store.db import make_engine
-from liqbot.store.positions import at_risk_users, exposure, get_cursor, known_users, save_health, save_position, set_cursor
+from liqbot.store.db import User, make_engine
+from liqbot.store.positions import (
+    at_risk_users,
+    exposure,
+    get_cursor,
+    known_users,
+    save_health,
+    save_position,
+    set_cursor,
+    tracked_since,
+)
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -101,3 +111,17 @@ def test_cursor_and_attempts(sessions: sessionmaker):
         assert [(a.path, a.outcome) for a in attempts] == [("fast", "sent"), ("scan", "skipped")]
         assert attempts[0].debt_to_cover == UINT256_MAX
         assert [a.path for a in pending_attempts(s)] == ["fast"]
+
+
+def test_a_users_first_seen_block_is_kept_through_later_updates(sessions: sessionmaker):
+    """The capture audit asks whether we tracked a user before its liquidation: the row's other columns are
+    rewritten after it, the first block stays."""
+    with sessions.begin() as s:
+        save_health(s, [_acc("0xA", 9 * 10**17)], block=10)
+        save_position(s, _acc("0xB", 9 * 10**17), [_pos("0xT", 1, 1)], block=11)
+    with sessions.begin() as s:
+        save_health(s, [_acc("0xA", 8 * 10**17), _acc("0xB", 8 * 10**17)], block=20)
+        save_position(s, _acc("0xA", 8 * 10**17), [_pos("0xT", 1, 1)], block=21)
+    with sessions() as s:
+        assert tracked_since(s, {"0xA", "0xB", "0xC"}) == {"0xA": 10, "0xB": 11}
+        assert {u.address: u.updated_block for u in s.scalars(select(User))} == {"0xA": 21, "0xB": 20}
