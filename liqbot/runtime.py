@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Runtime:
     _sessions: sessionmaker | None = field(default=None, repr=False)
     _market: MarketInfo | None = field(default=None, repr=False)
     _market_at: float = 0.0
+    _rediscovering: bool = False
     _sender: Sender | None = field(default=None, repr=False)
     _submitter: Submitter | None = field(default=None, repr=False)
     _chain_id: int | None = None
@@ -76,13 +78,30 @@ class Runtime:
 
     @property
     def market(self) -> MarketInfo:
-        """The market, rediscovered every few minutes (new reserves, new price sources)."""
-        if self._market is None or time.monotonic() - self._market_at > MARKET_REFRESH_SECS:
-            provider = self.settings.require("pool_addresses_provider").pool_addresses_provider
-            assert provider is not None
-            self._market = discover_market(self.rpc, provider)
-            self._market_at = time.monotonic()
+        """The market, rediscovered every few minutes (new reserves, new price sources): in the background
+        once known, so that no liquidation waits for the dozens of reads a discovery takes."""
+        if self._market is None:
+            self._market, self._market_at = self._discover(self.rpc), time.monotonic()
+        elif time.monotonic() - self._market_at > MARKET_REFRESH_SECS and not self._rediscovering:
+            self._rediscovering = True
+            threading.Thread(target=self._rediscover, name="market", daemon=True).start()
         return self._market
+
+    def _discover(self, rpc: Rpc) -> MarketInfo:
+        provider = self.settings.require("pool_addresses_provider").pool_addresses_provider
+        assert provider is not None
+        return discover_market(rpc, provider)
+
+    def _rediscover(self) -> None:
+        rpc = Rpc(self.rpc.url, timeout=self.settings.rpc_timeout_secs)  # a connection of the thread's own
+        try:
+            self._market, self._market_at = self._discover(rpc), time.monotonic()
+        except Exception as exc:  # the known market serves on; tried again a period later
+            log.warning("rediscovering the market failed: %s", exc)
+            self._market_at = time.monotonic()
+        finally:
+            self._rediscovering = False
+            rpc.close()
 
     def refresh_market(self) -> MarketInfo:
         self._market = None

@@ -13,7 +13,7 @@ from liqbot.domain.liquidation import decide
 from liqbot.execution import rules_for, run_and_record
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import attempts_for
-from tests.helpers import attempt_record, liquidations, open_position
+from tests.helpers import attempt_record, liquidations, open_position, wait_until
 
 pytestmark = pytest.mark.aave()  # close factor, dust and pair rules differ from v3.3 on
 WAD = 10**18
@@ -103,3 +103,12 @@ def test_dry_run_does_everything_but_send(chain: Devnet, env: dict, monkeypatch:
     assert attempt.expected_profit_base > 0
     assert attempt.debt_asset == chain.market.reserve("USDC").address
     assert liquidations(chain.rpc, chain.market.pool, start) == []
+
+
+def test_a_stale_market_is_rediscovered_in_the_background_never_on_the_lane(chain: Devnet, rt: Runtime):
+    known = rt.market
+    rt._market_at -= 10_000  # older than MARKET_REFRESH_SECS
+    assert rt.market is known  # served at once, as it is
+    wait_until(lambda: rt.market is not known, 10, "the market rediscovered")
+    assert rt.market.pool == known.pool
+    assert rt.market.reserves == known.reserves
