@@ -8,11 +8,16 @@ import ssl
 
 from kombu import Queue
 
+from liqbot.broker import transport_for
 from liqbot.config import get_settings_or_exit
 
 _s = get_settings_or_exit()
 
 broker_url = _s.redis_url
+# kombu's Redis transport, but a message on a queue that is not a task envelope is set aside on the
+# dead-letter list instead of stopping the worker (liqbot.broker; liqbot.consumer for bad task bodies).
+broker_transport = transport_for(broker_url)
+worker_consumer = "liqbot.consumer:PoisonSafeConsumer"
 if broker_url.startswith("rediss://") and "ssl_cert_reqs" not in broker_url:
     broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # TLS to Redis, certificate verified
 broker_connection_retry_on_startup = True
@@ -23,6 +28,7 @@ broker_transport_options = {
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 10,
+    "deadletter_key": f"{_s.redis_prefix}:deadletter",
 }
 task_queues = (Queue("priority", routing_key="priority"), Queue("default", routing_key="default"))
 task_default_queue = "default"

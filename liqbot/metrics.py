@@ -75,6 +75,9 @@ class LiqbotCollector(Collector):
         connected = GaugeMetricFamily("liqbot_producer_connected", "1 while the producer's WebSocket is live")
         connected.add_metric([], 1.0 if producer.get("state") == "connected" else 0.0)
         yield connected
+        dead, _ = rt.state.dead_letters(0)
+        yield GaugeMetricFamily("liqbot_dead_letters", "Undecodable messages the broker set aside (liqbot status shows "
+                                "the newest)", value=dead)
         parked, _ = rt.state.parked(0)
         yield GaugeMetricFamily("liqbot_parked_users", "Users left off the lane until an event or a price move touches "
                                 "them (bad debt, dust)", value=parked)

@@ -43,6 +43,8 @@ def gather() -> dict:
     out["mirror"] = rt.state.mirror_audit()
     count, some = rt.state.parked(PARKED_SHOWN)
     out["parked"] = {"count": count, "users": [{"user": u, "reason": why, "since": at} for u, why, at in some]}
+    dead, newest = rt.state.dead_letters(1)
+    out["dead_letters"] = {"count": dead, "newest": newest[0] if newest else None}
     with rt.sessions() as s:
         out["capture"] = capture_summary(s, now)
         out["recent"] = [
@@ -84,6 +86,7 @@ def status(market: MarketOpt = None) -> None:
     for entry in parked["users"]:
         since = datetime.fromtimestamp(entry["since"], UTC).strftime("%H:%M:%S")
         console.print(f"  {entry['user']}  since {since}  {entry['reason']}")
+    console.print(dead_letters_line(info["dead_letters"]))
     table = Table("when", "user", "path", "outcome", "detect->send", "profit (USD)", "tx / reason", box=None)
     for a in info["recent"]:
         when = datetime.fromtimestamp(a["at"], UTC).strftime("%H:%M:%S") if a["at"] else ""
@@ -91,6 +94,18 @@ def status(market: MarketOpt = None) -> None:
                       f"{a['latency_ms']:.0f} ms" if a["latency_ms"] else "",
                       f"{a['profit'] / 1e8:,.2f}" if a["profit"] is not None else "", (a["tx"] or a["reason"] or "")[:24])
     console.print(table)
+
+
+def dead_letters_line(dead: dict) -> str:
+    """'dead letters: 2 (newest: priority b'not json')': messages the broker set aside as undecodable."""
+    from rich.markup import escape
+
+    from liqbot.broker import raw_of
+
+    newest = dead["newest"]
+    if not newest:
+        return f"dead letters: {dead['count']}"
+    return f"dead letters: {dead['count']} (newest: {escape(newest['queue'])} {escape(repr(raw_of(newest)[:40]))})"
 
 
 def capture_line(capture: dict) -> str:

@@ -176,6 +176,18 @@ class State:
             pipe.llen(f"{queue}{PRIORITY_SEP}{pri}" if pri else queue)
         return sum(pipe.execute())
 
+    def dead_letters(self, newest: int = 1) -> tuple[int, list[dict]]:
+        """Messages the broker set aside as undecodable (liqbot.broker), and the `newest` of them as dicts:
+        queue, list, at, size, problem and the payload (raw, or raw_base64)."""
+        key = self.key("deadletter")
+        if newest <= 0:
+            return self.r.llen(key), []
+        pipe = self.r.pipeline(transaction=False)
+        pipe.llen(key)
+        pipe.lrange(key, 0, newest - 1)
+        count, entries = pipe.execute()
+        return count, [json.loads(e) for e in entries]
+
     # --- the lane's right of way -------------------------------------------------------------------
     def yield_to_lane(self, max_wait: float, step: float = 0.005, unless_fast_path_off: bool = False) -> float:
         """Bookkeeping waits while the priority lane is working (at most `max_wait` seconds, so a
