@@ -6,8 +6,10 @@ Phases: (1) the priority lane's enqueue-to-start latency without and with a back
 `update_position` tasks on the default queue; (2) a price move with the fast path on, the backlog in
 place; (3) the same move from the same chain state with the fast path off (beat scanner and
 update_position only); (4) the scanner's rate against a raw JSON-RPC batch at 10k and 100k users;
-(5) every process's peak memory. Writes bench/results/NAME.json and NAME.png and updates
-bench/RESULTS.md. Everything it starts is stopped when it ends (or on Ctrl-C).
+(5) every process's peak memory; (events) the same move and a probe of the lane with task events off,
+on, and on with Flower consuming them (TASK_EVENTS: what Flower's Tasks page costs the lane).
+Writes bench/results/NAME.json and NAME.png and updates bench/RESULTS.md. Everything it starts is
+stopped when it ends (or on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.errors import RpcError
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_PHASES = ("isolation", "fast", "slow", "flash", "scanner", "mirror", "race")
+ALL_PHASES = ("isolation", "fast", "slow", "flash", "events", "scanner", "mirror", "race")
+EVENT_ARMS = (("off", False, False), ("on", True, False), ("on+flower", True, True))  # label, TASK_EVENTS, Flower
 console = Console()
 
 
@@ -112,6 +115,14 @@ class Bench:
                     b.advance(task, 1000)
             b.update(task, completed=n)
 
+    def attempt_count(self) -> int:
+        from sqlalchemy import func, select
+
+        from liqbot.store.db import Attempt
+
+        with self.rt().sessions() as s:
+            return s.scalar(select(func.count()).select_from(Attempt)) or 0
+
     def attempts(self) -> list:
         from sqlalchemy import select
 
@@ -121,27 +132,34 @@ class Bench:
             return list(s.scalars(select(Attempt).order_by(Attempt.id)))
 
     # --- phase 1: the lane's isolation -----------------------------------------------------------
-    def isolation(self, healthy: list[str], n: int = 500) -> dict:
+    def probe(self, label: str, users: list[str], n: int, gap: float = 0.02, settle: bool = False) -> list[float]:
+        """`n` liquidation tasks for healthy users, `gap` seconds apart, each detected as it is enqueued:
+        the lane's enqueue -> start (= detection -> start) in ms. With `settle`, each is sent `gap` after the
+        previous one is recorded: the lane is idle at every send, so a loaded machine's slower tasks cannot
+        turn the hand-over's latency into queueing."""
         from liqbot.tasks.liquidate import check_and_liquidate
 
-        def probe(label: str) -> list[float]:
-            before = len(self.attempts())
-            with bar(label) as b:
-                task = b.add_task(label, total=n)
-                for u in healthy[:n]:
-                    now = time.time()
-                    check_and_liquidate.apply_async((u, 0, now, "bench", now), queue="priority")
-                    time.sleep(0.02)
-                    b.advance(task)
-            deadline = time.time() + 60
-            while len(self.attempts()) < before + n and time.time() < deadline:
-                time.sleep(0.2)
-            rows = self.attempts()[before:]
-            return [(a.started_at - a.enqueued_at) * 1000 for a in rows if a.started_at and a.enqueued_at]
+        before = len(self.attempts())
+        with bar(label) as b:
+            task = b.add_task(label, total=n)
+            for i, u in enumerate(users[:n]):
+                now = time.time()
+                check_and_liquidate.apply_async((u, 0, now, "bench", now), queue="priority")
+                deadline = now + 10
+                while settle and self.attempt_count() < before + i + 1 and time.time() < deadline:
+                    time.sleep(0.005)
+                time.sleep(gap)
+                b.advance(task)
+        deadline = time.time() + 60
+        while len(self.attempts()) < before + n and time.time() < deadline:
+            time.sleep(0.2)
+        rows = self.attempts()[before:]
+        return [(a.started_at - a.enqueued_at) * 1000 for a in rows if a.started_at and a.enqueued_at]
 
-        quiet = probe("priority lane, idle default queue")
+    def isolation(self, healthy: list[str], n: int = 500) -> dict:
+        quiet = self.probe("priority lane, idle default queue", healthy, n)
         self.backlog(self.args.backlog, healthy)
-        busy = probe(f"priority lane, {self.args.backlog:,} tasks waiting on default")
+        busy = self.probe(f"priority lane, {self.args.backlog:,} tasks waiting on default", healthy, n)
         waiting = self.rt().state.queue_depth("default")
         out = {"without_backlog_ms": summary(quiet), "with_backlog_ms": summary(busy), "default_waiting_after": waiting,
                "isolation_ratio_p99": pct(busy, 99) / pct(quiet, 99), "raw": {"quiet": quiet, "busy": busy}}
@@ -242,9 +260,10 @@ class Bench:
         return summary([int(r["gasUsed"], 16) for r in receipts if r])
 
     def run_pipeline(self, label: str, borrowers: list[str], healthy: list[str], fast: bool, timeout: float,
-                     flash: bool = False) -> dict:
+                     flash: bool = False, flower: bool = False) -> dict:
         """One crash through the whole stack; with `flash`, our FlashLiquidator is deployed and the liquidator
-        account holds no tokens at all, so every liquidation goes by flash loan."""
+        account holds no tokens at all, so every liquidation goes by flash loan; with `flower`, Flower
+        watches the stack (consuming its events, as an operator runs it)."""
         st = self.stack
         for name in list(st.procs):
             if name != "redis":
@@ -258,12 +277,77 @@ class Bench:
             st.worker(f"priority{i or ''}", PRIORITY_WORKER, wait=True, nice=-5)
         st.worker("default", DEFAULT_WORKER, wait=True, nice=10)
         st.beat()
+        if flower:
+            from liqbot.devnet.anvil import free_port
+
+            port = free_port()
+            proc = st.celery("flower", "flower", f"--port={port}", "--address=127.0.0.1")
+            st.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthcheck"), "flower", 60, proc)
         self.backlog(self.args.backlog, healthy)
         st.producer()
         time.sleep(2)
         result = self.crash(label, borrowers, timeout)
         result["peak_memory_mb"] = peak_memory(st)
         return result
+
+    # --- the events phase: what task events cost the lane ---------------------------------------
+    def events_arm(self, label: str, rnd: int, on: bool, flower: bool, borrowers: list[str], healthy: list[str],
+                   n: int = 200) -> dict:
+        """One arm of the events phase: the fast-path crash (run_pipeline) with TASK_EVENTS set for every
+        process (this one publishes the backlog and the probe: its `task-sent` events follow it too), then
+        `n` probes of the lane, one at a time (latency, not queueing), the crash's bookkeeping still running."""
+        from liqbot.celery import app
+
+        self.fresh_logs(f"before-{label}-{rnd}")
+        value = "true" if on else "false"
+        self.stack.env["TASK_EVENTS"] = os.environ["TASK_EVENTS"] = value
+        app.conf.task_send_sent_event = on
+        load = os.getloadavg()[0]
+        result = self.run_pipeline(f"events-{label}-{rnd}", borrowers, healthy, True, 600, flower=flower)
+        rows = result["rows"]
+        probe = self.probe(f"lane probe, task events {label}", healthy, n, gap=0.02, settle=True)
+        out = {"arm": label, "round": rnd, "task_events": on, "flower": flower, "load_before": load,
+               "liquidated": result["liquidated"], "liquidatable": result["liquidatable"],
+               "detect_to_enqueue": [r["enqueued_ms"] - r["detected_ms"] for r in rows],
+               "detect_to_start": [r["started_ms"] - r["detected_ms"] for r in rows],
+               "detect_to_send": [r["detect_to_send_ms"] for r in rows], "probe_detect_to_start": probe}
+        if not on:  # workers started without task events: they can be switched on and off remotely
+            out["paired"] = self.paired_probe(healthy)
+        console.print(f"  task events {label} (round {rnd + 1}, load {load:.1f}): crash detection->start p50 "
+                      f"{pct(out['detect_to_start'], 50):.1f} ms, detection->send p50 {pct(out['detect_to_send'], 50):.1f} "
+                      f"ms; probe detection->start p50 {pct(probe, 50):.2f} ms, p99 {pct(probe, 99):.2f} ms")
+        return out
+
+    def paired_probe(self, users: list[str], blocks: int = 16, per_block: int = 20) -> dict[str, list[float]]:
+        """Probes of the lane in blocks of `per_block`, task events switched on and off between blocks on the
+        running workers (celery's enable_events / disable_events control commands, this process's task-sent
+        events with them): both sides share the machine's load at every moment, so their difference is the
+        events' own cost, finer than two runs minutes apart can show on a shared machine."""
+        from liqbot.celery import app
+
+        out: dict[str, list[float]] = {"off": [], "on": []}
+        for i in range(blocks):
+            on = i % 2 == 1
+            (app.control.enable_events if on else app.control.disable_events)()
+            app.conf.task_send_sent_event = on
+            time.sleep(0.3)  # the worker applies the command between two messages
+            out["on" if on else "off"] += self.probe(f"paired probe {i + 1}/{blocks}, events {'on' if on else 'off'}",
+                                                     users, per_block, gap=0.02, settle=True)
+        app.control.disable_events()
+        app.conf.task_send_sent_event = False
+        console.print(f"  paired probe: detection->start p50 {pct(out['off'], 50):.2f} ms events off, "
+                      f"{pct(out['on'], 50):.2f} ms on ({len(out['off'])} / {len(out['on'])} tasks)")
+        return out
+
+    def fresh_logs(self, tag: str) -> None:
+        """Stop every process but Redis and move their logs aside: a process started again under the same
+        name must not find its predecessor's "ready" line and be taken for ready before it is."""
+        names = [n for n in self.stack.procs if n != "redis"]
+        for name in names:
+            self.stack.stop(name)
+            log = self.stack.workdir / f"{name}.log"
+            if log.exists():
+                log.rename(log.with_name(f"{name}.{tag}.log"))
 
     # --- phase 4: the scanner's rate ------------------------------------------------------------
     def scanner(self, sizes: list[int], rounds: int = 5) -> dict:
@@ -341,6 +425,34 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+EVENT_MEASURES = ("detect_to_enqueue", "detect_to_start", "detect_to_send", "probe_detect_to_start")
+
+
+def events_summary(runs: list[dict]) -> dict:
+    """Per arm: each measure pooled over the rounds (ms), its p50 in each round (the noise), and its
+    p50 / p99 minus the events-off arm's, all from the same run."""
+    arms: dict[str, dict] = {}
+    for label, *_ in EVENT_ARMS:
+        mine = [r for r in runs if r["arm"] == label]
+        arms[label] = {k + "_ms": summary([v for r in mine for v in r[k]]) for k in EVENT_MEASURES}
+        arms[label]["round_p50s_ms"] = {k: [pct(r[k], 50) for r in mine] for k in EVENT_MEASURES}
+        arms[label]["load_before"] = [r["load_before"] for r in mine]
+    base = arms["off"]
+    cost = {label: {k: {q: arm[k + "_ms"][q] - base[k + "_ms"][q] for q in ("p50", "p99")} for k in EVENT_MEASURES}
+            for label, arm in arms.items() if label != "off"}
+    paired = {side: [v for r in runs for v in r.get("paired", {}).get(side, [])] for side in ("off", "on")}
+    pairs = {side: summary(vals) for side, vals in paired.items()}
+    cost["paired"] = {"probe_detect_to_start": {q: pairs["on"][q] - pairs["off"][q] for q in ("p50", "p99")}}
+    return {"arms": arms, "paired_probe_ms": pairs, "cost_vs_off_ms": cost, "runs": runs}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code < 500
+    except requests.RequestException:
+        return False
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -356,6 +468,8 @@ def main() -> None:
     parser.add_argument("--scanner-users", default="10000,100000")
     parser.add_argument("--slow-timeout", type=float, default=1800)
     parser.add_argument("--priority-workers", type=int, default=1, help="priority worker processes (-c 1 each)")
+    parser.add_argument("--event-rounds", type=int, default=2, help="rounds of the events phase's arms (off, on, "
+                        "on with Flower), interleaved")
     parser.add_argument("--mirror-users", type=int, default=100_000, help="users of the mirror phase's synthetic market")
     parser.add_argument("--phases", default=",".join(ALL_PHASES),
                         help="comma-separated subset, for iterating on one figure (RESULTS.md needs all)")
@@ -395,6 +509,19 @@ def main() -> None:
                 snap = bench.dn.snapshot()
                 bench.results[label] = bench.run_pipeline(label, borrowers, healthy, label != "slow",
                                                           args.slow_timeout if label == "slow" else 600, label == "flash")
+        if "events" in phases:  # the same crash with task events off, on, on with Flower, arms interleaved
+            runs = []
+            for rnd in range(args.event_rounds):
+                for label, on, flower in EVENT_ARMS:
+                    bench.dn.revert(snap)
+                    snap = bench.dn.snapshot()
+                    runs.append(bench.events_arm(label, rnd, on, flower, borrowers, healthy))
+            bench.stack.env.pop("TASK_EVENTS", None)
+            os.environ.pop("TASK_EVENTS", None)
+            bench.results["events"] = events_summary(runs)
+            for label, cost in bench.results["events"]["cost_vs_off_ms"].items():
+                figures = (f"{k.removesuffix('_ms')} {c['p50']:+.2f} / {c['p99']:+.2f} ms" for k, c in cost.items())
+                console.print(f"task events {label} vs off, p50 / p99: " + "; ".join(figures))
         if {"fast", "slow"} <= phases:
             f, s = bench.results["fast"]["detect_to_send_ms"], bench.results["slow"]["detect_to_send_ms"]
             bench.results["fast_vs_slow_p50"] = s["p50"] / f["p50"]

@@ -21,6 +21,9 @@ app.config_from_object("celeryconfig")
 # Flower sets up its logging itself, from FLOWER_LOGGING (tornado's --logging): LOG_LEVEL governs it too.
 _level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
 os.environ["FLOWER_LOGGING"] = (_level if _level in LEVELS else "INFO").lower()
+# Flower's Tasks page with each task's result (check_and_liquidate's "sent 0x… profit …" / "skipped: …"); a
+# --tasks_columns flag still wins.
+os.environ.setdefault("FLOWER_TASKS_COLUMNS", "name,uuid,state,result,received,runtime,worker")
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()

@@ -53,6 +53,7 @@ EXPECTED = {
     "close_factor_rules": "auto, v3.0 or v3.3",
     "native_price_asset": "the symbol or address of the reserve priced like the gas token, e.g. WETH",
     "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    "task_events": "true or false",
     "backrun_watch": "comma-separated 0x-addresses (price feeds, forwarders) or nothing",
     "mempool_backrun": "true or false",
     "submit_route": "public (our node's mempool) or bundle (eth_sendBundle to RELAY_URLS)",
@@ -117,6 +118,7 @@ class Settings(BaseSettings):
     fault_pause_after_send_secs: float = Field(0.0, ge=0)  # tests only: a window to kill a worker mid-liquidation
     redis_prefix: str = Field("liqbot", min_length=1)
     log_level: str = "INFO"
+    task_events: bool = False  # events for Flower always; off: workers' only while Flower runs (it switches them on)
     metrics_port: int = Field(0, ge=0, le=65535)  # 0: off; the producer serves it, workers on metrics_port + 1, + 2, ...
     submit_route: str = Field("public", pattern="^(public|bundle)$")  # see liqbot/chain/submit.py
     relay_urls: Annotated[list[str], NoDecode] = []  # comma-separated in the environment, not JSON
