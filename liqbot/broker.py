@@ -197,11 +197,25 @@ class _PoisonSafe:
             log.error("poison message on %s not kept in %s: %s", queue, self.deadletter_key, exc)
 
 
-class PoisonSafeChannel(_PoisonSafe, kredis.Channel):
+class _SurvivesLostConnection:
+    """Mixed in before kombu's Redis channel classes."""
+
+    def close(self) -> None:
+        """Celery 5.7 closes a lost connection's channel after dropping the transport's connection info
+        (`Consumer.on_connection_error_after_connected`); kombu's restore of the unacked messages then builds
+        a client from None and raises AttributeError, which kills the worker (found by the chaos suite: a
+        Redis restart while the default worker held a countdown task). The messages stay in the unacked hash
+        instead, and `restore_visible` brings them back after the visibility timeout."""
+        if self.connection is not None and self.connection.client is None and self._qos is not None:
+            self._qos.restore_at_shutdown = False
+        super().close()
+
+
+class PoisonSafeChannel(_SurvivesLostConnection, _PoisonSafe, kredis.Channel):
     from_transport_options = (*kredis.Channel.from_transport_options, "deadletter_key", "deadletter_max")
 
 
-class PoisonSafeSentinelChannel(_PoisonSafe, kredis.SentinelChannel):
+class PoisonSafeSentinelChannel(_SurvivesLostConnection, _PoisonSafe, kredis.SentinelChannel):
     from_transport_options = (*kredis.SentinelChannel.from_transport_options, "deadletter_key", "deadletter_max")
 
 
