@@ -81,16 +81,16 @@ class Runtime:
         """The market, rediscovered every few minutes (new reserves, new price sources): in the background
         once known, so that no liquidation waits for the dozens of reads a discovery takes."""
         if self._market is None:
-            self._market, self._market_at = self._discover(self.rpc), time.monotonic()
+            self._market, self._market_at = self._discover(), time.monotonic()
         elif time.monotonic() - self._market_at > MARKET_REFRESH_SECS and not self._rediscovering:
             self._rediscovering = True
             threading.Thread(target=self._rediscover, name="market", daemon=True).start()
         return self._market
 
-    def _discover(self, rpc: Rpc) -> MarketInfo:
+    def _discover(self, rpc: Rpc | None = None) -> MarketInfo:
         provider = self.settings.require("pool_addresses_provider").pool_addresses_provider
         assert provider is not None
-        return discover_market(rpc, provider)
+        return discover_market(rpc or self.rpc, provider)
 
     def _rediscover(self) -> None:
         rpc = Rpc(self.rpc.url, timeout=self.settings.rpc_timeout_secs)  # a connection of the thread's own
