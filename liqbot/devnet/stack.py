@@ -25,12 +25,18 @@ class Proc:
     name: str
     popen: subprocess.Popen
     log: Path
+    offset: int = 0  # where this run's lines start: a name started again appends to its log
 
     def alive(self) -> bool:
         return self.popen.poll() is None
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        """This run's log (never the lines of an earlier process of the same name: its ' ready.' is not ours)."""
+        if not self.log.exists():
+            return ""
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
 
 
 @dataclass
@@ -42,10 +48,11 @@ class Stack:
 
     def start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None, nice: int = 0) -> Proc:
         log = self.workdir / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
             popen = subprocess.Popen(["nice", "-n", str(nice), *argv] if nice else argv, stdout=out, stderr=subprocess.STDOUT,
                                      cwd=self.cwd, start_new_session=True, env={**os.environ, **self.env, **(extra_env or {})})
-        proc = Proc(name, popen, log)
+        proc = Proc(name, popen, log, offset)
         self.procs[name] = proc
         return proc
 
