@@ -57,7 +57,8 @@ def test_compose_services_run_real_commands_with_known_settings(market_file: Pat
 
 def test_every_cli_command_has_help():
     for cmd in ([], ["producer"], ["status"], ["demo"], ["config"], ["config", "set"], ["breaker"], ["breaker", "status"],
-                ["breaker", "reset"], ["devnet"], ["devnet", "up"], ["devnet", "down"], ["devnet", "seed"], ["devnet", "price"]):
+                ["breaker", "reset"], ["devnet"], ["devnet", "up"], ["devnet", "down"], ["devnet", "seed"], ["devnet", "price"],
+                ["db"], ["db", "upgrade"], ["db", "current"], ["contract"], ["contract", "deploy"]):
         res = subprocess.run([sys.executable, "-m", "liqbot", *cmd, "--help"], capture_output=True, text=True, cwd=ROOT,
                              timeout=60, check=False)
         assert res.returncode == 0, (cmd, res.stderr)
