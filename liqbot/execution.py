@@ -27,7 +27,7 @@ from liqbot.domain.route import FLASH, INVENTORY, UNLIMITED, RouteOption, choose
 from liqbot.domain.units import UINT256_MAX, value_base
 from liqbot.errors import RpcError
 from liqbot.runtime import Runtime
-from liqbot.store.attempts import record_attempts
+from liqbot.store.attempts import awaiting_receipt, record_attempts
 
 log = logging.getLogger(__name__)
 # What a user shows after another liquidator took it: a skip for one of these may be a lost race.
@@ -651,6 +651,7 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
         siblings = [Job(sib, {**record, "user": sib, "task_id": task_id}, cfg, given=plan_of(raw))
                     for sib, task_id, cfg, raw in begin.siblings]
         jobs = [own, *siblings]
+        skip_awaiting_receipts(rt, jobs)
         todo = [j for j in jobs if j.outcome is None]
         try:
             if todo:
@@ -669,6 +670,20 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
                 job.outcome = failed
     record_all(rt, jobs, mark)
     return jobs[0].outcome  # type: ignore[return-value]
+
+
+def skip_awaiting_receipts(rt: Runtime, jobs: list[Job]) -> None:
+    """Redis marks a user whose liquidation is out ("sent" in its dedupe key), but a Redis restart forgets
+    it while the transaction may still wait in the mempool (behind a pending update, or in a full block):
+    the attempts table says so too, and a second send would only revert behind the first."""
+    users = [j.user for j in jobs if j.outcome is None]
+    if not users:
+        return
+    with rt.sessions() as session:
+        awaiting = awaiting_receipt(session, users)
+    for job in jobs:
+        if job.outcome is None and job.user in awaiting:
+            job.outcome = Outcome("skipped", "already sent, awaiting its receipt")
 
 
 def plan_of(raw: str | None) -> Plan | None:

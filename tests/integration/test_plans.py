@@ -145,3 +145,19 @@ def _outcome(rt: Runtime, user: str) -> str:
     with rt.sessions() as s:
         (row,) = attempts_for(s, user)
         return row.outcome
+
+
+def test_a_user_whose_liquidation_awaits_its_receipt_is_not_sent_again_when_redis_forgot_it(chain: Devnet, rt: Runtime):
+    """Redis restarted (no "sent" mark in the dedupe key) while our transaction waits in the mempool: the
+    attempts table still says "sent", and the second attempt stops there, simulated or not."""
+    from liqbot.store.attempts import record_attempt
+
+    user = open_position(chain, "user4", weth=10, usdc=15_000)
+    block = move_price(chain.market, "WETH", pct=-20).block
+    _ready(rt)
+    with rt.sessions.begin() as s:
+        record_attempt(s, user=user, path="backrun", detected_block=block, detected_at=time.time(), outcome="sent",
+                       tx_hash="0x" + "ab" * 32, nonce=1)
+    result = run_and_record(rt, _record(user, block), "⚡", plan=_fresh(plan_from_chain(rt, user)))
+    assert result.outcome == "skipped"
+    assert result.reason == "already sent, awaiting its receipt"
