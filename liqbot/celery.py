@@ -129,7 +129,8 @@ def _warm(**_: object) -> None:
     from liqbot.runtime import runtime
 
     try:
-        runtime().warm()
-        runtime().inventory.follow()
+        rt = runtime()
+        rt.warm()
+        rt.inventory.follow(still=lambda: runtime() is rt)  # a test's runtime replaced: the thread ends
     except Exception as exc:
         log.warning("warm-up failed (will retry on first task): %s", exc)

@@ -24,6 +24,7 @@ from liqbot.config import EXPECTED, Settings, get_settings, get_settings_or_exit
 from liqbot.domain.breaker import BreakerConfig, BreakerState
 from liqbot.domain.fees import Fees
 from liqbot.errors import ConfigError, RpcError
+from liqbot.store.attempts import awaiting_receipt
 from liqbot.store.breaker import Breaker
 from liqbot.store.db import BreakerEvent, session_factory
 from liqbot.store.redis import State
@@ -176,6 +177,8 @@ class Runtime:
         of the assets we hold (sent now, unless this is a dry run) and the LIQUIDATOR_CONTRACT check."""
         _ = self.market, self.chain_id, self.sessions
         self.state.r.ping()
+        with self.sessions() as session:  # the lane's one query per attempt, compiled now (~10 ms the first time)
+            awaiting_receipt(session, [self.sender.address])
         s = self.settings
         tip = s.max_priority_fee_wei
         base_fee = int(self.rpc.call("eth_getBlockByNumber", "latest", False).get("baseFeePerGas") or "0x0", 16)

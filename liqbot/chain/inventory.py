@@ -30,9 +30,9 @@ class Inventory:
         with self._lock:
             self._held, self._at = held, time.monotonic()
 
-    def follow(self, every: float = INVENTORY_EVERY_SECS) -> None:
-        """Read now, then in a daemon thread every `every` seconds (once per process: a worker's child
-        calls it after the fork, where threads are its own)."""
+    def follow(self, every: float = INVENTORY_EVERY_SECS, still: Callable[[], bool] = lambda: True) -> None:
+        """Read now, then in a daemon thread every `every` seconds while `still()` (once per process: a worker's
+        child calls it after the fork, where threads are its own)."""
         self.refresh()
         if self._thread is not None and self._thread.is_alive():
             return
@@ -40,6 +40,8 @@ class Inventory:
         def run() -> None:
             while True:
                 time.sleep(every)
+                if not still():
+                    return
                 try:
                     self.refresh()
                 except Exception as exc:  # plans are verified by simulation until a read succeeds

@@ -25,6 +25,7 @@ from eth_account import Account
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
+from liqbot.chain.signing import Signer
 from liqbot.chain.submit import BundleResult, PublicSubmitter, Submitter
 from liqbot.domain.fees import Fees
 from liqbot.domain.reverts import revert_code
@@ -33,6 +34,7 @@ from liqbot.errors import LiqbotError, RpcError
 log = logging.getLogger(__name__)
 APPROVED_ENOUGH = 2**255
 NONCE_MEMORY_SECS = 60
+NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already known")  # node refusals
 APPROVAL_PENDING_SECS = 600  # an approval sent is trusted this long while it mines
 
 
@@ -71,8 +73,8 @@ class Sent:
 
 class Sender:
     def __init__(self, rpc: Rpc, private_key: str, chain_id: int, r: redis.Redis, key_prefix: str):
-        self._account = Account.from_key(private_key)
-        self.address: str = self._account.address
+        self.address: str = Account.from_key(private_key).address
+        self._signer = Signer(private_key)
         self.rpc, self.chain_id, self.r = rpc, chain_id, r
         self._lock_key = f"{key_prefix}:sendlock:{self.address}"
         self._nonce_key = f"{key_prefix}:nonce:{self.address}"
@@ -204,7 +206,19 @@ class Sender:
                 return out
             if not submitter.atomic:
                 self._after_public_send(first, txs, out)
+                if any(isinstance(r, RpcError) and any(m in str(r).lower() for m in NONCE_TAKEN) for r in out):
+                    self._resync_nonce()
             return out
+
+    def _resync_nonce(self) -> None:
+        """The node refused a nonce as used: the one we went by was behind the chain (a Redis failover lost the
+        last stored increments, or the caller's read was older than a send of another worker). Store the node's
+        pending count, under the lock, so that the next send starts there whatever its caller read before."""
+        chain = self._chain_nonce()
+        stored = self.r.get(self._nonce_key)
+        if stored is None or int(stored) < chain:
+            log.warning("stored nonce %s behind the chain's pending %d: resynced", stored, chain)
+            self.r.set(self._nonce_key, chain, ex=NONCE_MEMORY_SECS)
 
     def _chain_nonce(self) -> int:
         return int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
@@ -230,10 +244,8 @@ class Sender:
             self.r.set(self._nonce_key, next_nonce, ex=NONCE_MEMORY_SECS)
 
     def _sign(self, nonce: int, tx: Tx) -> tuple[str, str]:
-        signed = self._account.sign_transaction({
-            "chainId": self.chain_id, "nonce": nonce, "to": tx.to, "data": tx.data, "gas": tx.gas, "value": 0,
-            "maxFeePerGas": tx.fees.max_fee, "maxPriorityFeePerGas": tx.fees.tip, "type": 2})
-        return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+        return self._signer.sign_1559(chain_id=self.chain_id, nonce=nonce, to=tx.to, data=tx.data, gas=tx.gas,
+                                      max_fee=tx.fees.max_fee, tip=tx.fees.tip)
 
     def cancel(self, nonce: int, fees: Fees) -> str:
         """Replace whatever we sent at `nonce` by a zero-value transfer to ourselves (`fees` must outbid it);
