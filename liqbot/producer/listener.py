@@ -129,6 +129,8 @@ class Producer:
         if self.use_mirror:
             self.configurator = aave.GET_POOL_CONFIGURATOR.decode(self.rpc().eth_call(
                 self.market.provider, aave.GET_POOL_CONFIGURATOR.calldata()))
+        latest = self.rpc().call("eth_getBlockByNumber", "latest", False)  # plans bid on it until the first head
+        self.base_fee = int(latest.get("baseFeePerGas") or "0x0", 16)
         try:
             flag = self.rt.state.get_flag(FLAG)
             if flag is not None:
