@@ -10,6 +10,7 @@ from kombu import Queue
 
 from liqbot.broker import transport_for
 from liqbot.config import get_settings_or_exit
+from liqbot.store.redis_url import is_sentinel, parse_sentinel
 
 _s = get_settings_or_exit()
 
@@ -30,6 +31,16 @@ broker_transport_options = {
     "health_check_interval": 10,
     "deadletter_key": f"{_s.redis_prefix}:deadletter",
 }
+if is_sentinel(broker_url):
+    # A Sentinel group: kombu's sentinel transport asks the sentinels for the master and follows a failover;
+    # it takes the master's name (and how to reach the sentinels) as transport options.
+    broker_url, _group_options = parse_sentinel(broker_url).broker()
+    broker_transport_options |= _group_options
+    # A publish during a failover still fails within a second (kombu reconnects once, then raises, whatever
+    # task_publish_retry_policy says): the producer buffers, the scanner finds the user again.
+# A liquidation running when the broker connection drops (a failover, a Redis restart) runs to its end; if its
+# message comes back anyway, the redelivery finds it done. (Celery 6 will cancel such tasks by default.)
+worker_cancel_long_running_tasks_on_connection_loss = False
 task_queues = (Queue("priority", routing_key="priority"), Queue("default", routing_key="default"))
 task_default_queue = "default"
 task_create_missing_queues = False

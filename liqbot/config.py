@@ -43,7 +43,8 @@ EXPECTED = {
     "liquidator_private_key": "a 0x-prefixed 32-byte hex private key",
     "liquidator_key_file": "a path to a file (mode 0600) holding the private key",
     LIQUIDATOR_KEY: "a 0x-prefixed 32-byte hex private key, or a path to a file (mode 0600) holding it",
-    "redis_url": "a redis://, rediss:// or unix:// URL",
+    "redis_url": ("a redis://, rediss:// or unix:// URL, or a Sentinel group: "
+                  "sentinel://[:password@]host:26379;sentinel://host2:26379;.../0?master_name=NAME"),
     "database_url": "an SQLAlchemy URL, e.g. sqlite:///liqbot.sqlite or postgresql+psycopg://user@host/db",
     "ws_fast_path": "true or false",
     "mirror_detection": "true or false",
@@ -161,9 +162,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("not a redis URL")
-        return v
+        from liqbot.store.redis_url import check
+
+        return check(v)
 
     @field_validator("log_level")
     @classmethod

@@ -119,7 +119,9 @@ class Stack:
 def _redis_ping(url: str) -> bool:
     import redis
 
+    from liqbot.store.redis import client
+
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=0.5).ping())
+        return bool(client(url).ping())
     except redis.RedisError:
         return False

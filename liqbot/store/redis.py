@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from functools import cache
 
 import redis
+from redis.backoff import EqualJitterBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from liqbot.store.redis_url import is_sentinel, parse_sentinel
 
 _ALIVE_WORKERS = "workers:priority"
 _LANE_ACTIVE = "lane:active"
@@ -20,8 +25,24 @@ PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per step, pol
 PRIORITY_SEP = "\x06\x16"
 
 
+# Through a Sentinel failover (no master from the kill until a replica is promoted: down-after-milliseconds
+# plus a second or two), each command keeps retrying, rediscovering the master from the sentinels, for about
+# 7 s (measured) before it raises.
+FAILOVER_RETRY = Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=20)
+
+
 @cache
 def client(url: str) -> redis.Redis:
+    """The one place Redis clients are made: one per URL and process, thread-safe (a connection pool).
+    A sentinel:// URL (store.redis_url) gives a client of the group's current master: it asks the
+    sentinels where the master is at each new connection, and a connection to a master that died or was
+    demoted (READONLY) is dropped and the command retried on the promoted one."""
+    if is_sentinel(url):
+        group = parse_sentinel(url)
+        auth = {"username": group.username, "password": group.password}
+        sentinels = Sentinel(group.sentinels, sentinel_kwargs=group.sentinel_kwargs())
+        return sentinels.master_for(group.master_name, db=group.db, **auth, socket_timeout=5, socket_connect_timeout=2,
+                                    health_check_interval=30, retry=FAILOVER_RETRY, decode_responses=True)
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30,
                                 retry_on_timeout=True, decode_responses=True)
 
