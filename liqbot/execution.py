@@ -673,14 +673,15 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
 
 
 def skip_awaiting_receipts(rt: Runtime, jobs: list[Job]) -> None:
-    """Redis marks a user whose liquidation is out ("sent" in its dedupe key), but a Redis restart forgets
-    it while the transaction may still wait in the mempool (behind a pending update, or in a full block):
-    the attempts table says so too, and a second send would only revert behind the first."""
+    """Redis marks a user whose liquidation is out ("sent" in its dedupe key, for LIQUIDATION_MAX_AGE_SECS),
+    but a Redis restart forgets it while the transaction may still wait in the mempool (behind a pending
+    update, or in a full block): the attempts table says so too, over the same window (a transaction a reorg
+    dropped must not hold its user until the receipt tracker gives up on it)."""
     users = [j.user for j in jobs if j.outcome is None]
     if not users:
         return
     with rt.sessions() as session:
-        awaiting = awaiting_receipt(session, users)
+        awaiting = awaiting_receipt(session, users, time.time() - rt.settings.liquidation_max_age_secs)
     for job in jobs:
         if job.outcome is None and job.user in awaiting:
             job.outcome = Outcome("skipped", "already sent, awaiting its receipt")

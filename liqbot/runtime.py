@@ -178,7 +178,7 @@ class Runtime:
         _ = self.market, self.chain_id, self.sessions
         self.state.r.ping()
         with self.sessions() as session:  # the lane's one query per attempt, compiled now (~10 ms the first time)
-            awaiting_receipt(session, [self.sender.address])
+            awaiting_receipt(session, [self.sender.address], time.time())
         s = self.settings
         tip = s.max_priority_fee_wei
         base_fee = int(self.rpc.call("eth_getBlockByNumber", "latest", False).get("baseFeePerGas") or "0x0", 16)

@@ -41,9 +41,10 @@ def sent_attempts(session: Session) -> list[Attempt]:
     return list(session.scalars(select(Attempt).where(Attempt.tx_hash.is_not(None)).order_by(Attempt.id)))
 
 
-def awaiting_receipt(session: Session, users: list[str]) -> set[str]:
-    """Those of `users` with a liquidation of ours sent and not mined yet (or not known to be)."""
-    return set(session.scalars(select(Attempt.user).where(Attempt.user.in_(users) & (Attempt.outcome == "sent"))))
+def awaiting_receipt(session: Session, users: list[str], since: float) -> set[str]:
+    """Those of `users` with a liquidation of ours sent at or after `since` and not mined yet (or not known to be)."""
+    return set(session.scalars(select(Attempt.user).where(
+        Attempt.user.in_(users) & (Attempt.outcome == "sent") & (Attempt.sent_at >= since))))
 
 
 def pending_attempts(session: Session, limit: int = 500) -> list[Attempt]:

@@ -150,14 +150,26 @@ def _outcome(rt: Runtime, user: str) -> str:
 def test_a_user_whose_liquidation_awaits_its_receipt_is_not_sent_again_when_redis_forgot_it(chain: Devnet, rt: Runtime):
     """Redis restarted (no "sent" mark in the dedupe key) while our transaction waits in the mempool: the
     attempts table still says "sent", and the second attempt stops there, simulated or not."""
+    from sqlalchemy import update
+
     from liqbot.store.attempts import record_attempt
+    from liqbot.store.db import Attempt
 
     user = open_position(chain, "user4", weth=10, usdc=15_000)
     block = move_price(chain.market, "WETH", pct=-20).block
     _ready(rt)
+    old = time.time() - rt.settings.liquidation_max_age_secs - 1  # a reorg dropped it: no longer awaited
     with rt.sessions.begin() as s:
+        record_attempt(s, user=user, path="backrun", detected_block=block, detected_at=old, outcome="sent",
+                       tx_hash="0x" + "aa" * 32, nonce=1, sent_at=old)
         record_attempt(s, user=user, path="backrun", detected_block=block, detected_at=time.time(), outcome="sent",
-                       tx_hash="0x" + "ab" * 32, nonce=1)
-    result = run_and_record(rt, _record(user, block), "⚡", plan=_fresh(plan_from_chain(rt, user)))
+                       tx_hash="0x" + "ab" * 32, nonce=2, sent_at=time.time())
+    plan = _fresh(plan_from_chain(rt, user))
+    result = run_and_record(rt, _record(user, block), "⚡", plan=plan)
     assert result.outcome == "skipped"
     assert result.reason == "already sent, awaiting its receipt"
+    with rt.sessions.begin() as s:
+        s.execute(update(Attempt).where(Attempt.tx_hash == "0x" + "ab" * 32).values(sent_at=old))
+    rt.state.release(user)  # the skipped attempt's claim (it lapses by itself after EXECUTING_TTL_MS)
+    result = run_and_record(rt, _record(user, block), "⚡", plan=plan)
+    assert result.outcome == "sent", result.reason
