@@ -651,11 +651,11 @@ def run_and_record(rt: Runtime, record: dict[str, Any], mark: str, group: list[t
         siblings = [Job(sib, {**record, "user": sib, "task_id": task_id}, cfg, given=plan_of(raw))
                     for sib, task_id, cfg, raw in begin.siblings]
         jobs = [own, *siblings]
-        skip_awaiting_receipts(rt, jobs)
-        todo = [j for j in jobs if j.outcome is None]
+        todo = [j for j in jobs if j.outcome is None]  # claimed here: released at the end, whatever happens
         try:
-            if todo:
-                attempt_group(rt, todo, mark)
+            skip_awaiting_receipts(rt, todo)
+            if live := [j for j in todo if j.outcome is None]:
+                attempt_group(rt, live, mark)
         finally:
             rt.state.end_attempts([j.user for j in todo], lane_ms, {
                 j.user: j.snap.config for j in todo if j.snap is not None and j.snap.config != j.last_config})

@@ -170,6 +170,5 @@ def test_a_user_whose_liquidation_awaits_its_receipt_is_not_sent_again_when_redi
     assert result.reason == "already sent, awaiting its receipt"
     with rt.sessions.begin() as s:
         s.execute(update(Attempt).where(Attempt.tx_hash == "0x" + "ab" * 32).values(sent_at=old))
-    rt.state.release(user)  # the skipped attempt's claim (it lapses by itself after EXECUTING_TTL_MS)
     result = run_and_record(rt, _record(user, block), "⚡", plan=plan)
     assert result.outcome == "sent", result.reason
