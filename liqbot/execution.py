@@ -43,6 +43,7 @@ UNSIMULATED = "sent on the mirror's plan, not simulated"  # the row's reason: ho
 TRUST_SUSPENDED = "trust:suspended"  # Redis: while set, every plan is verified by simulation
 TRUST_SUSPEND_SECS = 600
 PLAN_TRUST_SECS = 1.0  # an older plan may predate a block the mirror has not shown it
+GAS_MEMORY_SECS = 5.0  # the learned gas is read from Redis at most this often per process
 
 
 @dataclass
@@ -74,7 +75,7 @@ def interest_margin(plan: Candidate) -> int:
 def expected_gas(rt: Runtime, route: str = INVENTORY) -> int:
     """What liquidations by this route use on this market: learned from receipts (tasks.receipts), else
     the setting."""
-    learned = rt.state.r.get(gas_key(rt, route))
+    learned = rt.recent(("gas", route), GAS_MEMORY_SECS, lambda: rt.state.r.get(gas_key(rt, route)))
     if learned:
         return int(learned)
     return rt.settings.flash_gas_estimate if route == FLASH else rt.settings.liquidation_gas_estimate
@@ -221,7 +222,7 @@ def trusted_jobs(rt: Runtime, jobs: list[Job]) -> list[Job]:
         return []
     fit = [j for j in jobs if j.given is not None and j.given.base_fee and now - j.record["detected_at"] < PLAN_TRUST_SECS
            and j.options and j.options[0].route == INVENTORY and rt.sender.approved(j.options[0].plan.debt_asset)]
-    if not fit or rt.state.r.exists(rt.state.key(TRUST_SUSPENDED)):
+    if not fit or rt.recent(TRUST_SUSPENDED, 1.0, lambda: rt.state.r.exists(rt.state.key(TRUST_SUSPENDED))):
         return []
     out = []
     for job in fit:
@@ -255,6 +256,7 @@ def send_unsimulated(rt: Runtime, jobs: list[Job]) -> None:
 def suspend_trust(rt: Runtime, why: str) -> None:
     """A send without simulation reverted for a reason of ours: verify every plan again for a while."""
     rt.state.r.set(rt.state.key(TRUST_SUSPENDED), why[:200], ex=TRUST_SUSPEND_SECS)
+    rt.forget(TRUST_SUSPENDED)
     log.warning("plans are verified by simulation again for %d s: %s", TRUST_SUSPEND_SECS, why)
 
 
