@@ -18,6 +18,11 @@ class RpcError(LiqbotError):
         self.data = error.get("data")
         super().__init__(f"{method}: {error.get('message', error)}")
 
+    @property
+    def reverted(self) -> bool:
+        """The call itself reverted (the same at that state, whoever asks), not the node or the transport."""
+        return self.code == 3 or "execution reverted" in str(self).lower()
+
 
 class DevnetError(LiqbotError):
     """The local chain could not be started, deployed or driven."""

@@ -36,6 +36,7 @@ RIVAL_LEFT = frozenset({"no longer liquidatable", "no seizable collateral or rep
 REVERTED_IN_SIMULATION = "reverted in simulation: "
 # Skips that only an event touching the user (or a price move) can change: such users are parked, not re-tried.
 PARKED_REASONS = frozenset({"no seizable collateral or repayable debt", "unprofitable"})
+UNREADABLE = "the Pool's account read reverts for this user"
 INJECTED_REVERT_GAS = 60_000
 READ_WHOLE_MARKET = 16  # reserves: up to this many, a liquidation snapshot with no guess reads them all
 EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
@@ -276,10 +277,12 @@ def guard(rt: Runtime, after: PendingUpdate, jobs: list[Job]) -> None:
 
 
 def run_fresh(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
-    s, market = rt.settings, rt.market
+    s = rt.settings
     t_read = time.perf_counter()
-    snaps = read_snapshots(rt.rpc, market, [(j.user, snapshot_guess(market, j.last_config)) for j in jobs],
-                           rt.sender.address, rt.native_asset)
+    read = [(j, snap) for j, snap in zip(jobs, read_fresh(rt, jobs), strict=True) if snap is not None]
+    if not read:
+        return
+    jobs, snaps = [j for j, _ in read], [snap for _, snap in read]
     plan_all(rt, jobs, snaps, gas_expected)
     base_fee = snaps[0].base_fee
     if base_fee > s.max_gas_price_wei and any(j.outcome is None for j in jobs):
@@ -292,6 +295,24 @@ def run_fresh(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
     if ready:
         send_all(rt, ready, snaps[0].liquidator_nonce)
         mark_stages(ready, {"read": t_sim - t_read, "sim": t_send - t_sim, "send": time.perf_counter() - t_send})
+
+
+def read_fresh(rt: Runtime, jobs: list[Job]) -> list[Snapshot | None]:
+    """The group's snapshots in one batch. A read that reverts (the Pool cannot compute a user's account: it
+    would revert a liquidation too) is that user's state, not a fault of ours: each user is then read alone,
+    and one that still reverts is skipped and parked, never told to the breaker (one such user tripped it,
+    three attempts in a row, in a Sentinel failover run)."""
+    market = rt.market
+    try:
+        return list(read_snapshots(rt.rpc, market, [(j.user, snapshot_guess(market, j.last_config)) for j in jobs],
+                                   rt.sender.address, rt.native_asset))
+    except RpcError as exc:
+        if not exc.reverted:
+            raise
+        if len(jobs) > 1:
+            return [snap for job in jobs for snap in read_fresh(rt, [job])]
+        jobs[0].outcome = Outcome("skipped", f"{UNREADABLE} ({exc})"[:200], park=UNREADABLE)
+        return [None]
 
 
 def mark_stages(jobs: list[Job], stages: dict[str, float]) -> None:

@@ -112,3 +112,32 @@ def test_a_stale_market_is_rediscovered_in_the_background_never_on_the_lane(chai
     wait_until(lambda: rt.market is not known, 10, "the market rediscovered")
     assert rt.market.pool == known.pool
     assert rt.market.reserves == known.reserves
+
+
+def test_a_user_whose_account_read_reverts_is_parked_and_never_trips_the_breaker(chain: Devnet, rt: Runtime,
+                                                                                  monkeypatch: pytest.MonkeyPatch):
+    """The Pool's getUserAccountData reverting for one user (a panic seen once in a failover run) is that user's
+    state: its group-mates are read alone and liquidated, it is skipped and parked, the breaker hears nothing."""
+    from liqbot import execution
+    from liqbot.errors import RpcError
+
+    users = [open_position(chain, who, weth=10, usdc=15_000) for who in ("user4", "user5")]
+    block = move_price(chain.market, "WETH", pct=-20).block
+    real = execution.read_snapshots
+
+    def reverting(rpc, market, guesses, *args, **kwargs):
+        if any(user == users[0] for user, _ in guesses):
+            raise RpcError("eth_call", {"code": 3, "message": "execution reverted: panic: arithmetic underflow (0x11)"})
+        return real(rpc, market, guesses, *args, **kwargs)
+
+    monkeypatch.setattr(execution, "read_snapshots", reverting)
+    for _ in range(rt.settings.breaker_max_failures + 1):
+        run_and_record(rt, attempt_record(users[0], block), "⚡", group=[(users[1], "sibling")])
+        rt.state.release(users[0])
+    assert rt.breaker.status()["state"] == "closed"
+    with rt.sessions() as s:
+        first = attempts_for(s, users[0])[0]
+        assert first.outcome == "skipped"
+        assert first.reason.startswith("the Pool's account read reverts for this user")
+        assert [a.outcome for a in attempts_for(s, users[1])] == ["sent"]
+    assert users[0] in {u for u, _, _ in rt.state.parked(10)[1]}
