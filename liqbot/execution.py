@@ -214,12 +214,13 @@ def run_plans(rt: Runtime, jobs: list[Job], gas_expected: int) -> None:
 def trusted_jobs(rt: Runtime, jobs: list[Job]) -> list[Job]:
     """Plans fit to send without their verifying simulation (TRUST_MIRROR_PLANS): made by the mirror less
     than a second ago at a known base fee, paid from inventory this process knows it holds and has
-    approved, while no such send has reverted lately. The simulation would only prove again what the
+    approved, on a market with no PriceOracleSentinel and no liquidation grace period running (chain/guards.py),
+    while no such send has reverted lately. The simulation would only prove again what the
     mirror's exact math decided, at the cost of a round trip that loses races; what it would catch beyond
     that (a stale plan, a rule the mirror does not model) costs one reverted transaction, after which
     every plan is verified for TRUST_SUSPEND_SECS (`suspend_trust`, told by the receipt tracker)."""
     s, now = rt.settings, time.time()
-    if not s.trust_mirror_plans or s.dry_run:
+    if not s.trust_mirror_plans or s.dry_run or rt.trust_blockers != []:  # None: not read yet
         return []
     fit = [j for j in jobs if j.given is not None and j.given.base_fee and now - j.record["detected_at"] < PLAN_TRUST_SECS
            and j.options and j.options[0].route == INVENTORY and rt.sender.approved(j.options[0].plan.debt_asset)]

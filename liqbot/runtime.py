@@ -14,7 +14,7 @@ from eth_account import Account
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
-from liqbot.chain import aave
+from liqbot.chain import aave, guards
 from liqbot.chain.inventory import Inventory
 from liqbot.chain.liquidator import check_liquidator
 from liqbot.chain.market import MarketInfo, discover_market
@@ -56,6 +56,7 @@ class Runtime:
     dex: dict = field(default_factory=dict, repr=False)  # the DEX routes our contract sells through, found once
     _inventory: Inventory | None = field(default=None, repr=False)
     _recent: dict = field(default_factory=dict, repr=False)
+    trust_blockers: list[str] | None = None  # read with the inventory (chain/guards.py); None: not read yet
 
     @property
     def rpc(self) -> Rpc:
@@ -171,8 +172,18 @@ class Runtime:
     def inventory(self) -> Inventory:
         """Our balances of every reserve, as the lane knows them without a read (chain/inventory.py)."""
         if self._inventory is None:
-            self._inventory = Inventory(lambda: self.sender.balances([r.asset for r in self.market.reserves]))
+            self._inventory = Inventory(self._lane_view)
         return self._inventory
+
+    def _lane_view(self) -> dict[str, int]:
+        """Our balances for the inventory and, read with them, what makes the trusted path unsafe here."""
+        m = self.market
+        assets = [r.asset for r in m.reserves]
+        blockers = guards.trust_blockers(self.rpc, m.provider, m.pool, assets)
+        if blockers != self.trust_blockers and blockers:
+            log.info("plans are verified by simulation while %s", "; ".join(blockers))
+        self.trust_blockers = blockers
+        return self.sender.balances(assets)
 
     @property
     def breaker(self) -> Breaker:
