@@ -153,3 +153,24 @@ def mempool(chain) -> Iterator[None]:
         yield
     finally:
         chain.rpc.call("evm_setAutomine", True)
+
+
+def postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a PostgreSQL database of the caller's own on the local server, dropped afterwards (skips the
+    test when no server answers)."""
+    import uuid
+
+    import psycopg
+    import pytest
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432 ({exc}); .ci/run installs one")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()

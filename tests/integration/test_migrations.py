@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from sqlalchemy.orm import Session
 from liqbot.domain.units import UINT256_MAX
 from liqbot.store.db import Attempt, Base, BreakerEvent, Capture, Cursor, Position, Uint256, User, make_engine, plain_engine
 from liqbot.store.migrations import HEAD, SCRIPT_LOCATION, SchemaError, alembic_config, status, upgrade
+from tests.helpers import postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 HUGE = 123_456_789 * 10**60  # far beyond 64 bits: NUMERIC(78,0) or 78 digits of text
@@ -130,29 +130,12 @@ ROWS = {
 }
 
 
-def _postgres() -> Iterator[str]:
-    """A database of this test's own, dropped afterwards."""
-    import psycopg
-
-    name = f"liqbot_mig_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432 ({exc}); .ci/run installs one")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'liqbot.sqlite'}"
         return
-    yield from _postgres()
+    yield from postgres_database("liqbot_mig")
 
 
 @pytest.fixture

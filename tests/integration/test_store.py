@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,24 +24,7 @@ from liqbot.store.positions import (
     set_cursor,
     tracked_since,
 )
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-def _postgres_url() -> Iterator[str]:
-    import psycopg
-
-    name = f"liqbot_test_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server at 127.0.0.1:5432 ({exc}); .ci/run installs one")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+from tests.helpers import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -52,7 +34,7 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
         yield sessionmaker(engine, expire_on_commit=False)
         engine.dispose()
         return
-    gen = _postgres_url()
+    gen = postgres_database("liqbot_test")
     url = next(gen)
     engine = make_engine(url)
     try:
