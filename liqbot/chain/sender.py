@@ -185,7 +185,8 @@ class Sender:
         If the refused ones are the last, nothing is filled and the next send reuses their nonces.
         Bundle: no holes (all or nothing) and the stored nonce stays where it is (see the module doc).
         `reuse_nonce`: without `pending_nonce`, the stored next nonce, when there is one, is taken as is (no
-        read); what a node refuses as too low is signed again on the chain's nonce and sent once more."""
+        read); what the node refuses as used is signed again on the chain's nonce and sent once more. Any such
+        refusal stores the chain's count for the next send."""
         submitter = submitter or self._public
         with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
             stored = self.r.get(self._nonce_key)
@@ -194,31 +195,30 @@ class Sender:
                 pending_nonce = self._chain_nonce()
             first = max(pending_nonce or 0, int(stored) if stored is not None else 0)
             out = self._submit(first, txs, before_send, submitter, ahead)
-            low = [i for i, r in enumerate(out) if isinstance(r, RpcError) and "nonce too low" in str(r).lower()]
-            if guessed and low and not submitter.atomic:
-                # The account sent outside liqbot since we stored its nonce: the refused ones again, on the chain's.
-                again = self._submit(self._chain_nonce(), [txs[i] for i in low], before_send, submitter, ahead)
-                for i, r in zip(low, again, strict=True):
-                    out[i] = r
-                nonces = [r.nonce for r in out if isinstance(r, Sent)]
-                if nonces:
-                    self.r.set(self._nonce_key, max(nonces) + 1, ex=NONCE_MEMORY_SECS)
+            if submitter.atomic:
                 return out
-            if not submitter.atomic:
+            taken = [i for i, r in enumerate(out) if isinstance(r, RpcError) and any(m in str(r).lower() for m in NONCE_TAKEN)]
+            if not taken:
                 self._after_public_send(first, txs, out)
-                if any(isinstance(r, RpcError) and any(m in str(r).lower() for m in NONCE_TAKEN) for r in out):
-                    self._resync_nonce()
+                return out
+            # The nonce we went by was behind the chain: the account sent outside liqbot, a Redis failover lost the
+            # last stored increments, or the caller's read is older than another worker's send.
+            chain = self._chain_nonce()
+            if guessed:  # nothing was read for this send: the refused ones again, on the chain's count
+                for i, r in zip(taken, self._submit(chain, [txs[i] for i in taken], before_send, submitter, ahead),
+                                strict=True):
+                    out[i] = r
+            else:
+                self._after_public_send(first, txs, out)
+            self._store_at_least(max([chain, *(r.nonce + 1 for r in out if isinstance(r, Sent))]))
             return out
 
-    def _resync_nonce(self) -> None:
-        """The node refused a nonce as used: the one we went by was behind the chain (a Redis failover lost the
-        last stored increments, or the caller's read was older than a send of another worker). Store the node's
-        pending count, under the lock, so that the next send starts there whatever its caller read before."""
-        chain = self._chain_nonce()
+    def _store_at_least(self, next_nonce: int) -> None:
+        """Under the lock: the next send starts at `next_nonce` or later, whatever its caller read before."""
         stored = self.r.get(self._nonce_key)
-        if stored is None or int(stored) < chain:
-            log.warning("stored nonce %s behind the chain's pending %d: resynced", stored, chain)
-            self.r.set(self._nonce_key, chain, ex=NONCE_MEMORY_SECS)
+        if stored is None or int(stored) < next_nonce:
+            log.warning("stored nonce %s behind the chain's: resynced to %d", stored, next_nonce)
+            self.r.set(self._nonce_key, next_nonce, ex=NONCE_MEMORY_SECS)
 
     def _chain_nonce(self) -> int:
         return int(self.rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
