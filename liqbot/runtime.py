@@ -179,11 +179,11 @@ class Runtime:
         """Our balances for the inventory and, read with them, what makes the trusted path unsafe here."""
         m = self.market
         assets = [r.asset for r in m.reserves]
-        blockers = guards.trust_blockers(self.rpc, m.provider, m.pool, assets)
+        held, blockers = guards.lane_view(self.rpc, m.provider, m.pool, self.sender.address, assets)
         if blockers != self.trust_blockers and blockers:
             log.info("plans are verified by simulation while %s", "; ".join(blockers))
         self.trust_blockers = blockers
-        return self.sender.balances(assets)
+        return held
 
     @property
     def breaker(self) -> Breaker:

@@ -1,6 +1,7 @@
-"""What makes a liquidation revert that the mirror does not model, read for the lane in the background:
-a PriceOracleSentinel (an L2 market's sequencer check) or a liquidation grace period running on a reserve
-(v3.1+). While any is there, plans are verified by simulation (execution.trusted_jobs)."""
+"""What the lane knows without a read, read in the background in one batch: our balances (chain/inventory.py)
+and what makes a liquidation revert that the mirror does not model: a PriceOracleSentinel (an L2 market's
+sequencer check) or a liquidation grace period running on a reserve (v3.1+). While either is there, plans
+are verified by simulation (execution.trusted_jobs)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ from liqbot.config import ZERO_ADDRESS
 from liqbot.errors import RpcError
 
 
-def trust_blockers(rpc: Rpc, provider: str, pool: str, assets: Sequence[str]) -> list[str]:
-    """One batch at the latest block."""
+def lane_view(rpc: Rpc, provider: str, pool: str, owner: str, assets: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """`owner`'s balance of every asset and the trust blockers, in one batch at the latest block."""
     calls = [("eth_getBlockByNumber", ["latest", False]),
              ("eth_call", [{"to": provider, "data": aave.GET_PRICE_ORACLE_SENTINEL.calldata()}, "latest"])]
     calls += [("eth_call", [{"to": pool, "data": aave.GET_LIQUIDATION_GRACE_PERIOD.calldata(a)}, "latest"]) for a in assets]
-    block, sentinel, *graces = rpc.batch(calls, raise_errors=False)
-    if isinstance(block, RpcError):
-        raise block
-    return blockers_from(sentinel, graces, assets, int(block["timestamp"], 16))
+    calls += [("eth_call", [{"to": a, "data": aave.BALANCE_OF.calldata(owner)}, "latest"]) for a in assets]
+    replies = rpc.batch(calls, raise_errors=False)
+    block, sentinel, graces, balances = replies[0], replies[1], replies[2 : 2 + len(assets)], replies[2 + len(assets) :]
+    for reply in (block, *balances):
+        if isinstance(reply, RpcError):
+            raise reply
+    held = {a: aave.BALANCE_OF.decode(raw) for a, raw in zip(assets, balances, strict=True)}
+    return held, blockers_from(sentinel, graces, assets, int(block["timestamp"], 16))
 
 
 def blockers_from(sentinel: object, graces: Sequence[object], assets: Sequence[str], now: int) -> list[str]:

@@ -268,11 +268,6 @@ class Sender:
         """After a reorg the chain's nonce may go back: stop trusting the stored one."""
         self.r.delete(self._nonce_key)
 
-    def balances(self, tokens: list[str]) -> dict[str, int]:
-        raws = self.rpc.batch([("eth_call", [{"to": t, "data": aave.BALANCE_OF.calldata(self.address)}, "latest"])
-                               for t in tokens])
-        return {t: aave.BALANCE_OF.decode(raw) for t, raw in zip(tokens, raws, strict=True)}
-
     def prepare_approvals(self, tokens: list[str], spender: str, fees: Fees, send: bool) -> list[str]:
         """At start-up, not mid-liquidation: learn which tokens the spender may already pull, and
         (with `send`) approve every token we hold but have not approved yet. One process at a time
