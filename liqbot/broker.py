@@ -201,20 +201,13 @@ class _PoisonSafe:
 class _SurvivesLostConnection:
     """Mixed in before kombu's Redis channel classes."""
 
-    def close(self) -> None:
-        """Celery 5.7 closes a lost connection's channel after dropping the transport's connection info
-        (`Consumer.on_connection_error_after_connected`); kombu's restore of the unacked messages then builds
-        a client from None and raises AttributeError, which kills the worker (found by the chaos suite: a
-        Redis restart while the default worker held a countdown task). The messages stay in the unacked hash
-        instead, and `restore_visible` brings them back after the visibility timeout."""
-        if self.connection is not None and self.connection.client is None and self._qos is not None:
-            self._qos.restore_at_shutdown = False
-        super().close()
-
     def _connparams(self, asynchronous=False):
-        """Any other path to a new pool on a transport whose client is gone (an ack arriving after the close;
-        seen in make chaos, 3 failover runs in 22): a connection error, which kombu's callers ignore, rather
-        than the AttributeError that stops the worker (the kombu#582 family)."""
+        """Celery 5.7 closes a lost connection's channel after dropping the transport's connection info
+        (`Consumer.on_connection_error_after_connected`); kombu then builds a new pool from None (restoring the
+        unacked messages at the close, an ack arriving after it) and raises AttributeError, which kills the
+        worker (the kombu#582 family; found by make chaos: a Redis restart while the default worker held a
+        countdown task, and 3 Sentinel failover runs in 22). A connection error is what kombu's callers ignore;
+        the unacked messages stay in the unacked hash, and `restore_visible` brings them back."""
         if self.connection is None or self.connection.client is None:
             raise redis.exceptions.ConnectionError("broker connection already closed")
         return super()._connparams(asynchronous)
