@@ -49,6 +49,7 @@ EXPECTED = {
     "ws_fast_path": "true or false",
     "mirror_detection": "true or false",
     "trust_mirror_plans": "true or false",
+    "producer_sends": "true or false",
     "at_risk_hf": "a number above 1, e.g. 1.1",
     "market_file": "a devnet market file written by `liqbot devnet up`",
     "close_factor_rules": "auto, v3.0 or v3.3",
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
     mirror_detection: bool = True  # the fast path computes health from the in-memory mirror (no node call)
     # a fresh inventory plan of the mirror is sent without the verifying simulation (see execution.trusted)
     trust_mirror_plans: bool = True
+    # ... and sent by the producer itself, the moment it detects the user (with LIQUIDATOR_KEY); the priority
+    # task records it (see execution.send_first)
+    producer_sends: bool = True
     dedupe_window_secs: float = Field(2.0, gt=0, le=3600)
     scan_interval_secs: float = Field(5.0, gt=0)
     full_rescan_interval_secs: float = Field(60.0, gt=0)

@@ -41,6 +41,7 @@ INJECTED_REVERT_GAS = 60_000
 READ_WHOLE_MARKET = 16  # reserves: up to this many, a liquidation snapshot with no guess reads them all
 EXECUTING_TTL_MS = 20_000  # above check_and_liquidate's time limit: a killed worker's claim lapses by itself
 UNSIMULATED = "sent on the mirror's plan, not simulated"  # the row's reason: how receipts know a trusted send
+SENT_BY_PRODUCER = f"{UNSIMULATED}, by the producer"  # (a prefix of it: receipts treat both alike)
 TRUST_SUSPENDED = "trust:suspended"  # Redis: while set, every plan is verified by simulation
 TRUST_SUSPEND_SECS = 600
 PLAN_TRUST_SECS = 1.0  # an older plan may predate a block the mirror has not shown it
@@ -222,7 +223,8 @@ def trusted_jobs(rt: Runtime, jobs: list[Job]) -> list[Job]:
     s, now = rt.settings, time.time()
     if not s.trust_mirror_plans or s.dry_run or rt.trust_blockers != []:  # None: not read yet
         return []
-    fit = [j for j in jobs if j.given is not None and j.given.base_fee and now - j.record["detected_at"] < PLAN_TRUST_SECS
+    fit = [j for j in jobs if j.given is not None and j.given.base_fee and j.given.after is None
+           and now - j.record["detected_at"] < PLAN_TRUST_SECS
            and j.options and j.options[0].route == INVENTORY and rt.sender.approved(j.options[0].plan.debt_asset)]
     if not fit or rt.recent(TRUST_SUSPENDED, 1.0, lambda: rt.state.r.exists(rt.state.key(TRUST_SUSPENDED))):
         return []
@@ -253,6 +255,44 @@ def send_unsimulated(rt: Runtime, jobs: list[Job]) -> None:
     if ready:
         send_all(rt, ready, None, reuse_nonce=True)
         mark_stages(ready, {"send": time.perf_counter() - t_send})
+
+
+def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]]) -> dict[str, dict[str, Any]]:
+    """PRODUCER_SENDS: the detector sends the plans it may trust (`trusted_jobs`) itself, before any task is
+    published, so that no hop through Redis and a worker's pool stands between a price move and the send;
+    the same checks as the lane's (breaker, a receipt awaited, trust, inventory) and the same send (the nonce
+    lock, the intent before the bytes leave). Returns user -> what the priority task records (`record_sent`);
+    the users not sent here take the lane's usual way."""
+    allowed, why = rt.breaker.allow()
+    if not allowed or why == "probe":  # the half-open probe is the lane's, with its simulation
+        return {}
+    jobs = [Job(record["user"], record, None, given=plan) for record, plan in records]
+    skip_awaiting_receipts(rt, jobs)
+    live = [j for j in jobs if j.outcome is None]
+    for job in live:
+        adopt(rt, job, job.given)  # type: ignore[arg-type]
+    trusted = trusted_jobs(rt, live)
+    if not trusted:
+        return {}
+    send_unsimulated(rt, trusted)
+    return {j.user: {"tx_hash": o.fields["tx_hash"], "sent_at": o.fields["sent_at"], "send_ms": o.stages_ms.get("send", 0.0)}
+            for j in trusted if (o := j.outcome) is not None and o.outcome == "sent"}
+
+
+def record_sent(rt: Runtime, record: dict[str, Any], sent: dict[str, Any], mark: str) -> Outcome:
+    """The priority task of a user the producer liquidated itself (`send_first`): its attempt row, from the
+    intent the send left in Redis, and the lane's ⚡ line. A redelivered task finds the intent gone (recorded)."""
+    tx_hash = str(sent.get("tx_hash", ""))
+    raw = rt.state.r.hget(rt.state.key("inflight"), tx_hash)
+    if raw is None:
+        return Outcome("skipped", "already sent, awaiting its receipt")
+    intent = json.loads(raw)
+    fields = {k: v for k, v in intent.items() if k not in record or k == "started_at"}
+    fields["sent_at"] = float(sent.get("sent_at") or intent["sent_at"])
+    job = Job(record["user"], {**record, "started_at": fields.pop("started_at", record["started_at"])}, None)
+    job.outcome = Outcome("sent", SENT_BY_PRODUCER, fields, stages_ms={"send": float(sent.get("send_ms") or 0.0)})
+    record_all(rt, [job], mark)
+    return job.outcome
 
 
 def suspend_trust(rt: Runtime, why: str) -> None:

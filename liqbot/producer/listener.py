@@ -111,6 +111,7 @@ class Producer:
         self._seen_pending: OrderedDict[str, None] = OrderedDict()  # pending tx hashes already looked at
         self._audit: Future | None = None
         self._audit_due = 0.0
+        self.sends = False  # PRODUCER_SENDS with a key: trusted plans are sent from here (see `prepare_sends`)
 
     # --- state ---------------------------------------------------------------------------------------
     def rpc(self) -> Rpc:
@@ -139,6 +140,26 @@ class Producer:
             log.warning("cannot read the fast-path flag from Redis (%s); using WS_FAST_PATH", exc)
         log.info("producer: %d known users, cursor at block %d, fast path %s", len(self.known), self.cursor,
                  "on" if self.fast_path else "off")
+        self.prepare_sends()
+
+    def prepare_sends(self) -> None:
+        """PRODUCER_SENDS: learn what the lane knows before it trusts a plan (approvals, our balances, the
+        market's blockers) and follow it as a worker does; without a key, or in a dry run, workers send."""
+        from liqbot.config import LIQUIDATOR_KEY
+
+        s = self.s
+        if not (s.producer_sends and s.trust_mirror_plans and self.use_mirror) or s.dry_run:
+            return
+        if not s.is_set(LIQUIDATOR_KEY):
+            log.info("PRODUCER_SENDS: no liquidator key here, so the priority workers send every liquidation")
+            return
+        self.sends = True
+        try:
+            self.rt.warm()
+            self.rt.inventory.follow()
+            log.info("PRODUCER_SENDS: trusted plans are sent from here by %s; the lane records them", self.rt.sender.address)
+        except Exception as exc:  # the lane sends meanwhile; the inventory thread keeps trying
+            log.warning("PRODUCER_SENDS: not ready (%s): the priority workers send until it is", exc)
 
     def save_cursor(self, block: int, force: bool = False) -> None:
         if block <= self.cursor and not force:
@@ -479,7 +500,7 @@ class Producer:
     def _route_detections(self, dets: list[Detection]) -> None:
         """Route users an event touched: their parking goes with their locks, in the same round trip."""
         try:
-            route_liquidations(dets, after_event=True)
+            route_liquidations(dets, after_event=True, send=self.sends)
         except Exception as exc:  # Redis or the broker is down: keep them for later (dedupe drops repeats)
             log.warning("%s cannot route %d users now (%s); buffered", FAST, len(dets), exc)
             self._buffer({d.user: d.block for d in dets}, dets[0].detected_at, liquidatable=True)

@@ -8,7 +8,7 @@ import time
 from liqbot.celery import app
 from liqbot.domain.plan import Plan
 from liqbot.domain.route import FLASH
-from liqbot.execution import Outcome, run_and_record
+from liqbot.execution import SENT_BY_PRODUCER, Outcome, record_sent, run_and_record
 from liqbot.logs import FAST
 from liqbot.runtime import runtime
 from liqbot.tasks.routing import valid_user
@@ -22,10 +22,12 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)  # a node URL may
 @app.task(name="liqbot.check_and_liquidate", bind=True, acks_late=True, reject_on_worker_lost=True, time_limit=15,
           soft_time_limit=12)
 def check_and_liquidate(self, user: str, detected_block: int, detected_at: float, path: str,
-                        enqueued_at: float | None = None, group: list | None = None, plan: dict | None = None) -> str:
+                        enqueued_at: float | None = None, group: list | None = None, plan: dict | None = None,
+                        sent: dict | None = None) -> str:
     """Liquidate the user if still worth it, and record the attempt either way. With a `plan` (made from
     the producer's mirror) the exact call is simulated and sent; without one, or when the simulation
-    disagrees, the user is read fresh from the chain first.
+    disagrees, the user is read fresh from the chain first. With `sent` (the producer sent the plan itself,
+    PRODUCER_SENDS) the task records that transaction.
     `group`: [user, task id] of users detected in the same moment; this task takes those it can.
     Returns one line for the operator (Flower's Tasks page shows it, see `result_text`)."""
     user = valid_user(user)
@@ -33,8 +35,10 @@ def check_and_liquidate(self, user: str, detected_block: int, detected_at: float
         return "invalid user"
     record = {"user": user, "path": path, "task_id": self.request.id, "detected_block": detected_block,
               "detected_at": detected_at, "enqueued_at": enqueued_at, "started_at": time.time()}
-    result = run_and_record(runtime(), record, FAST if path != "fallback" else "↪", valid_group(group, user),
-                            Plan.from_message(plan))
+    mark = FAST if path != "fallback" else "↪"
+    if isinstance(sent, dict):
+        return result_text(record_sent(runtime(), record, sent, mark))
+    result = run_and_record(runtime(), record, mark, valid_group(group, user), Plan.from_message(plan))
     if result.retryable and self.request.retries < MAX_READ_RETRIES:
         # A read failed before anything was sent (a node hiccup): try again at once; sends never retry.
         raise self.retry(countdown=0.2, max_retries=MAX_READ_RETRIES)
@@ -51,6 +55,8 @@ def result_text(result: Outcome) -> str:
         text = f"sent {str(f.get('tx_hash', ''))[:10]}…" + (f" profit {profit / 10**8:,.2f} USD" if profit is not None else "")
         if f.get("route") == FLASH:
             text += " by flash loan"
+        if result.reason == SENT_BY_PRODUCER:
+            text += " by the producer"
         if result.group > 1:
             text += f", group of {result.group}"
         return text

@@ -117,3 +117,41 @@ def test_a_user_no_longer_liquidatable_is_skipped_with_the_reason(chain: Devnet,
 
         attempts = wait_until(skipped, 30, "the skip to be recorded")
     assert [(a.outcome, a.reason) for a in attempts] == [("skipped", "no longer liquidatable")]
+
+
+def test_the_producer_sends_trusted_plans_itself_and_the_lane_records_them(chain: Devnet, rt: Runtime):
+    """PRODUCER_SENDS: a fresh inventory plan leaves from the routing process itself, before any task runs; its
+    task only records it (once, whatever redelivers it). A plan not fit to be trusted (older than a second) takes
+    the lane's usual way."""
+    from dataclasses import replace
+
+    from liqbot.devnet import move_price
+    from liqbot.execution import PLAN_TRUST_SECS, SENT_BY_PRODUCER
+    from liqbot.tasks.routing import route_liquidations
+    from tests.helpers import open_position, plan_from_chain
+
+    users = [open_position(chain, who, weth=10, usdc=15_000 + 100 * i) for i, who in enumerate(("user4", "user5", "user6"))]
+    block = move_price(chain.market, "WETH", pct=-20).block
+    rt.warm()  # as the producer starts: approvals known, inventory read
+    rt.state.heartbeat("test-priority")
+    now = time.time()
+    plans = {u: replace(plan_from_chain(rt, u), base_fee=10**9) for u in users}
+    dets = [Detection(u, block, now if u != users[2] else now - 2 * PLAN_TRUST_SECS, "fast", plans[u]) for u in users]
+
+    assert route_liquidations(dets, after_event=True, send=True) == ["priority"] * 3
+    mined = wait_until(lambda: (ev := liquidations(chain.rpc, chain.market.pool, block)) and len(ev) >= 2 and ev, 10,
+                       "the producer's two sends mined, no worker running")
+    assert {e["user"] for e in mined} == set(users[:2])
+
+    with _run(["priority"]):
+        rows = {u: _wait_attempt(rt, u) for u in users}
+    assert all(len(r) == 1 and r[0].outcome == "sent" and r[0].path == "fast" for r in rows.values())
+    assert [rows[u][0].reason for u in users[:2]] == [SENT_BY_PRODUCER] * 2
+    assert rows[users[2]][0].reason != SENT_BY_PRODUCER  # verified by simulation and sent by the worker
+    assert {rows[u][0].tx_hash for u in users[:2]} == {e["tx"] for e in mined}
+    assert not rt.state.r.hlen(rt.state.key("inflight"))
+    redelivered = liquidate.check_and_liquidate.apply(
+        (users[0], block, now, "fast"), {"sent": {"tx_hash": rows[users[0]][0].tx_hash}}).get()
+    assert redelivered.startswith("skipped")
+    with rt.sessions() as s:
+        assert len(attempts_for(s, users[0])) == 1
