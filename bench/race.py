@@ -38,6 +38,7 @@ from liqbot.devnet.deploy import LIQUIDATOR_USD, token_amount
 from liqbot.devnet.market import DEFAULT_RESERVES
 from liqbot.devnet.stack import DEFAULT_WORKER, PRIORITY_WORKER, Stack
 from liqbot.devnet.txs import TxSender
+from liqbot.execution import SENT_BY_PRODUCER
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -202,9 +203,11 @@ class Race:
             if outcome not in ("mined", "sent"):
                 reasons[f"{outcome}: {_shorten(reason)}"] += 1
         lat = [r[3] for r in rows if r[3] is not None and r[4]]
+        by_producer = sum(bool(r[4]) and (r[2] or "") == SENT_BY_PRODUCER for r in rows)
         return {"total": len(rows), "by_outcome": dict(Counter(r[0] for r in rows).most_common()),
                 "by_path": dict(Counter(r[1] for r in rows).most_common()), "top_reasons": reasons.most_common(8),
                 "detect_to_send_ms": pcts(lat),
+                "sent_by": {"producer": by_producer, "worker": sum(bool(r[4]) for r in rows) - by_producer},
                 "detect_to_start_ms": pcts([round(r[5] * 1000, 1) for r in rows if r[5] is not None])}
 
     def logs_report(self) -> dict:
@@ -216,7 +219,8 @@ class Race:
             out[name] = {"lines": len(lines), "flash": sum("⚡" in ln for ln in lines),
                          "warnings": sum(" WARNING" in ln or "WARNING/" in ln for ln in lines),
                          "errors": sum(" ERROR" in ln or "ERROR/" in ln or "Traceback" in ln for ln in lines),
-                         "breaker": [ln[-300:] for ln in lines if "breaker" in ln.lower()][:10]}
+                         "breaker": [ln[-300:] for ln in lines if re.search(r"breaker (open|half|trip|closed)|"
+                                                                               r"circuit breaker", ln, re.I)][:10]}
             if name == "rival":
                 lat = [float(m.group(1)) for m in re.finditer(r"event->send=([\d.]+)ms", text)]
                 out[name]["sends"] = len(lat)
@@ -330,7 +334,10 @@ def table(results: list[dict]) -> list[tuple[str, ...]]:
     row("blocks update -> first liquidation, p50 / max: rival wins", lambda r: fmt_p(r["blocks_after_price"]["rival"]))
     row("liqbot's first liquidations in the update's own block", same_block)
     row("liqbot detection -> send ms, p50 / max", lambda r: fmt_p(r["attempts"].get("detect_to_send_ms", {})))
-    row("liqbot detection -> task start ms, p50 / max", lambda r: fmt_p(r["attempts"].get("detect_to_start_ms", {})))
+    row("liqbot detection -> attempt start ms (producer or worker), p50 / max",
+        lambda r: fmt_p(r["attempts"].get("detect_to_start_ms", {})))
+    row("liqbot liquidationCalls sent by: producer / worker",
+        lambda r: "{producer} / {worker}".format(**r["attempts"].get("sent_by", {"producer": "-", "worker": "-"})))
     row("rival event -> send ms, p50 / max", lambda r: fmt_p(r["logs"]["rival"]["event_to_send_ms"]))
     row("liqbot attempts by outcome",
         lambda r: ", ".join(f"{k} {v}" for k, v in r["attempts"].get("by_outcome", {}).items()) or "-")

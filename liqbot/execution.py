@@ -57,6 +57,7 @@ class Outcome:
     stages_ms: dict[str, float] = field(default_factory=dict)  # where the worker's time went, for the log
     group: int = 1  # transactions sent together with this one
     park: str = ""  # a reason to park the user (PARKED_REASONS), kept when a skip turns out a lost race
+    left_at: float = 0.0  # sent: when the bytes left for the node (sent_at is when the node had taken them all)
 
 
 def rules_for(rt: Runtime) -> Rules:
@@ -263,11 +264,13 @@ def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]]) -> dict[
     the same checks as the lane's (breaker, a receipt awaited, trust, inventory) and the same send (the nonce
     lock, the intent before the bytes leave). Returns user -> what the priority task records (`record_sent`);
     the users not sent here take the lane's usual way."""
+    t0 = time.perf_counter()
     allowed, why = rt.breaker.allow()
     if not allowed or why == "probe":  # the half-open probe is the lane's, with its simulation
         return {}
     jobs = [Job(record["user"], record, None, given=plan) for record, plan in records]
     skip_awaiting_receipts(rt, jobs)
+    t_checked = time.perf_counter()
     live = [j for j in jobs if j.outcome is None]
     for job in live:
         adopt(rt, job, job.given)  # type: ignore[arg-type]
@@ -275,7 +278,9 @@ def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]]) -> dict[
     if not trusted:
         return {}
     send_unsimulated(rt, trusted)
-    return {j.user: {"tx_hash": o.fields["tx_hash"], "sent_at": o.fields["sent_at"], "send_ms": o.stages_ms.get("send", 0.0)}
+    checks_ms = (t_checked - t0) * 1000
+    return {j.user: {"tx_hash": o.fields["tx_hash"], "sent_at": o.fields["sent_at"], "left_at": o.left_at,
+                     "checks_ms": checks_ms, "send_ms": o.stages_ms.get("send", 0.0)}
             for j in trusted if (o := j.outcome) is not None and o.outcome == "sent"}
 
 
@@ -665,7 +670,9 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: Pe
             pipe.hset(rt.state.key("inflight"), tx_hash, json.dumps(
                 {**job.record, **job.info, "tx_hash": tx_hash, "nonce": nonce, "sent_at": now}))
         pipe.execute()
+        left.append(time.time())
 
+    left: list[float] = []
     txs = [Tx(j.to, j.data, INJECTED_REVERT_GAS if s.fault_inject_revert else j.sim.gas, j.fees)  # type: ignore[union-attr,arg-type]
            for j in jobs]
     try:
@@ -679,7 +686,7 @@ def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: Pe
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, Sent):
             sent = {"tx_hash": result.tx_hash, "nonce": result.nonce, "sent_at": sent_at}
-            job.outcome = Outcome("sent", job.note, job.info | sent)
+            job.outcome = Outcome("sent", job.note, job.info | sent, left_at=left[-1] if left else sent_at)
         else:
             rt.state.release(job.user)
             job.outcome = Outcome("failed", f"send failed: {result}"[:200], job.info)
