@@ -277,8 +277,10 @@ def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]]) -> dict[
     trusted = trusted_jobs(rt, live)
     if not trusted:
         return {}
+    t_trusted = time.perf_counter()
     send_unsimulated(rt, trusted)
     checks_ms = (t_checked - t0) * 1000
+    log.debug("send_first: breaker+receipts %.1f ms, trust %.1f ms", checks_ms, (t_trusted - t_checked) * 1000)
     return {j.user: {"tx_hash": o.fields["tx_hash"], "sent_at": o.fields["sent_at"], "left_at": o.left_at,
                      "checks_ms": checks_ms, "send_ms": o.stages_ms.get("send", 0.0)}
             for j in trusted if (o := j.outcome) is not None and o.outcome == "sent"}

@@ -111,6 +111,7 @@ class Producer:
         self._seen_pending: OrderedDict[str, None] = OrderedDict()  # pending tx hashes already looked at
         self._audit: Future | None = None
         self._audit_due = 0.0
+        self._took = (0.0, 0.0)
         self.sends = False  # PRODUCER_SENDS with a key: trusted plans are sent from here (see `prepare_sends`)
 
     # --- state ---------------------------------------------------------------------------------------
@@ -188,7 +189,9 @@ class Producer:
             self._reorged(removed)
             logs = [lg for lg in logs if not lg.get("removed")]
             self.mirror = None  # it cannot step back: loaded again at the next head
+        t_in = time.time()
         applied = self._advance_mirror(logs) if live else None
+        self._took = (t_in - detected_at, time.time() - t_in)  # for the ⚡ line: waited for this thread, applied
         ch = classify(logs, self.market)
         for asset, user in ch.exposure:
             self.index.setdefault(asset, set()).add(user)
@@ -359,9 +362,9 @@ class Producer:
         if dets:
             t2 = time.time()
             self._route_detections(dets)
-            log.info("%s fast path (mirror): %d users liquidatable at block %d, routed in %.1f ms (screen %.1f, plans %.1f, "
-                     "routing %.1f)", FAST, len(dets), applied[-1].block, (time.time() - t0) * 1000, (t1 - t0) * 1000,
-                     (t2 - t1) * 1000, (time.time() - t2) * 1000)
+            log.info("%s fast path (mirror): %d users liquidatable at block %d, routed in %.1f ms (waited %.1f, applied %.1f, "
+                     "screen %.1f, plans %.1f, routing %.1f)", FAST, len(dets), applied[-1].block, (time.time() - t0) * 1000,
+                     self._took[0] * 1000, self._took[1] * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000, (time.time() - t2) * 1000)
         for det in dets:
             self.last_hf[det.user] = found[det.user][0].health_factor
         settled = {d.user for d in dets} | hopeless

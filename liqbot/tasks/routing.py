@@ -146,9 +146,9 @@ def send_first(rt: Runtime, dets: list[Detection], todo: list[int], ids: dict[in
         return {}
     for record, _ in records:
         if (done := sent.get(record["user"])) is not None:
-            log.info("%s liquidation sent by the producer user=%s block=%s path=%s detect->send=%.1fms (checks=%.1f "
-                     "left=%.1f taken=%.1f) tx=%s", FAST, record["user"], record["detected_block"], record["path"],
-                     (done["sent_at"] - record["detected_at"]) * 1000, done["checks_ms"],
+            log.info("%s liquidation sent by the producer user=%s block=%s path=%s detect->send=%.1fms (claimed=%.1f "
+                     "checks=%.1f left=%.1f taken=%.1f) tx=%s", FAST, record["user"], record["detected_block"], record["path"],
+                     (done["sent_at"] - record["detected_at"]) * 1000, (now - record["detected_at"]) * 1000, done["checks_ms"],
                      (done["left_at"] - record["detected_at"]) * 1000, (done["sent_at"] - done["left_at"]) * 1000,
                      done["tx_hash"])
     return sent
