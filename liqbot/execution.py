@@ -19,6 +19,7 @@ from liqbot.chain.rivals import RivalTx, mined_rivals, read_contests
 from liqbot.chain.sender import Sent, Simulation, SimulationFailed, Tx
 from liqbot.chain.snapshot import Snapshot, read_snapshots
 from liqbot.domain import fees as fee_core
+from liqbot.domain.breaker import CLOSED
 from liqbot.domain.close_factor import Rules
 from liqbot.domain.liquidation import Candidate, decide, gas_cost_base
 from liqbot.domain.plan import PendingUpdate, Plan
@@ -258,14 +259,25 @@ def send_unsimulated(rt: Runtime, jobs: list[Job]) -> None:
         mark_stages(ready, {"send": time.perf_counter() - t_send})
 
 
-def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]]) -> dict[str, dict[str, Any]]:
+def send_first_peeks(rt: Runtime) -> list[tuple[str, str | None]]:
+    """What `send_first` reads from Redis, for the claim's round trip to read along: the breaker's state, a
+    suspended trust, the gas receipts taught (on a loaded host each round trip saved is a millisecond or more)."""
+    return [(rt.breaker.key, "state"), (rt.state.key(TRUST_SUSPENDED), None), (gas_key(rt, INVENTORY), None)]
+
+
+def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]], peeked: list | None = None) -> dict[str, dict[str, Any]]:
     """PRODUCER_SENDS: the detector sends the plans it may trust (`trusted_jobs`) itself, before any task is
     published, so that no hop through Redis and a worker's pool stands between a price move and the send;
     the same checks as the lane's (breaker, a receipt awaited, trust, inventory) and the same send (the nonce
-    lock, the intent before the bytes leave). Returns user -> what the priority task records (`record_sent`);
-    the users not sent here take the lane's usual way."""
+    lock, the intent before the bytes leave). `peeked`: the values of `send_first_peeks`, read with the claim.
+    Returns user -> what the priority task records (`record_sent`); the others take the lane's usual way."""
     t0 = time.perf_counter()
-    allowed, why = rt.breaker.allow()
+    breaker_state = None
+    if peeked is not None:
+        breaker_state, suspended, gas = peeked
+        rt.remember(TRUST_SUSPENDED, suspended is not None)
+        rt.remember(("gas", INVENTORY), gas)
+    allowed, why = (True, "") if peeked is not None and breaker_state in (None, CLOSED) else rt.breaker.allow()
     if not allowed or why == "probe":  # the half-open probe is the lane's, with its simulation
         return {}
     jobs = [Job(record["user"], record, None, given=plan) for record, plan in records]

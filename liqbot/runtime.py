@@ -165,6 +165,10 @@ class Runtime:
             hit = self._recent[name] = (now, read())
         return hit[1]
 
+    def remember(self, name: object, value: object) -> None:
+        """What `recent(name, ...)` returns for its ttl from now: a value read in a round trip made anyway."""
+        self._recent[name] = (time.monotonic(), value)
+
     def forget(self, name: object) -> None:
         self._recent.pop(name, None)
 

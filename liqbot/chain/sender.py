@@ -17,11 +17,15 @@ a gap. Transactions that must all land go in one send_many (one bundle).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
 from eth_account import Account
+from redis.exceptions import LockError
 
 from liqbot.chain import aave
 from liqbot.chain.rpc import Rpc
@@ -36,6 +40,16 @@ APPROVED_ENOUGH = 2**255
 NONCE_MEMORY_SECS = 60
 NONCE_TAKEN = ("nonce too low", "replacement transaction underpriced", "already known")  # node refusals
 APPROVAL_PENDING_SECS = 600  # an approval sent is trusted this long while it mines
+SEND_LOCK_MS = 10_000  # a sender killed mid-send holds the account no longer than this
+SEND_LOCK_WAIT_SECS = 10.0
+# The account's send lock and the stored next nonce in one round trip (each costs milliseconds on a loaded host).
+_TAKE = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('get', KEYS[2]) or ''}
+end
+return {0, ''}
+"""
+_GIVE_BACK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class SimulationFailed(LiqbotError):
@@ -80,6 +94,7 @@ class Sender:
         self._nonce_key = f"{key_prefix}:nonce:{self.address}"
         self._approved: set[str] = set()
         self._public = PublicSubmitter(rpc)
+        self._take, self._give_back = r.register_script(_TAKE), r.register_script(_GIVE_BACK)
 
     def __repr__(self) -> str:  # never show the key
         return f"Sender({self.address})"
@@ -188,8 +203,7 @@ class Sender:
         read); what the node refuses as used is signed again on the chain's nonce and sent once more. Any such
         refusal stores the chain's count for the next send."""
         submitter = submitter or self._public
-        with self.r.lock(self._lock_key, timeout=10, blocking_timeout=10):
-            stored = self.r.get(self._nonce_key)
+        with self._account() as stored:
             guessed = pending_nonce is None and reuse_nonce and stored is not None
             if pending_nonce is None and not guessed:
                 pending_nonce = self._chain_nonce()
@@ -212,6 +226,23 @@ class Sender:
                 self._after_public_send(first, txs, out)
             self._store_at_least(max([chain, *(r.nonce + 1 for r in out if isinstance(r, Sent))]))
             return out
+
+    @contextmanager
+    def _account(self) -> Iterator[str | None]:
+        """Hold the account's send lock (one sender at a time, across processes); yields the stored next nonce,
+        read in the same round trip (None when none is stored). Raises LockError after SEND_LOCK_WAIT_SECS."""
+        token, deadline = os.urandom(8).hex(), time.monotonic() + SEND_LOCK_WAIT_SECS
+        while True:
+            got, stored = self._take(keys=[self._lock_key, self._nonce_key], args=[token, SEND_LOCK_MS])
+            if int(got):
+                break
+            if time.monotonic() > deadline:
+                raise LockError(f"the send lock of {self.address} is still held after {SEND_LOCK_WAIT_SECS:.0f} s")
+            time.sleep(0.001)
+        try:
+            yield (stored.decode() if isinstance(stored, bytes) else stored) or None
+        finally:
+            self._give_back(keys=[self._lock_key], args=[token])
 
     def _store_at_least(self, next_nonce: int) -> None:
         """Under the lock: the next send starts at `next_nonce` or later, whatever its caller read before."""

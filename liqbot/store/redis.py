@@ -73,12 +73,14 @@ class State:
 
     # --- dedupe + lane liveness, in one round trip -------------------------------------------------
     def claim_many(self, users: list[str], window_secs: float, heartbeat_ttl: float, lane_ms: int = 0,
-                   unpark: bool = False, plans: dict[str, str] | None = None, plan_ms: int = 0) -> tuple[list[bool], bool]:
+                   unpark: bool = False, plans: dict[str, str] | None = None, plan_ms: int = 0,
+                   peek: Sequence[tuple[str, str | None]] = ()) -> tuple[list[bool], bool, list[str | None]]:
         """Take each user's dedupe lock (SET NX PX) and see whether a priority worker is alive, in one
         round trip; with `lane_ms`, also tell bookkeeping that the lane is about to work; with
         `unpark`, also clear the users' parking (an event touched them); with `plans` (user -> plan
-        message), keep each user's plan for `plan_ms`, for the task that takes it into its group.
-        Returns (claimed per user, priority_alive)."""
+        message), keep each user's plan for `plan_ms`, for the task that takes it into its group; with
+        `peek` ((key, hash field or None), ...), read those values too (what the send after the claim needs).
+        Returns (claimed per user, priority_alive, the peeked values)."""
         pipe = self.r.pipeline(transaction=False)
         for user in users:
             pipe.set(self.key("dedupe", user), "1", nx=True, px=int(window_secs * 1000))
@@ -89,8 +91,10 @@ class State:
             pipe.hdel(self.key(_PARKED), *users)
         for user, plan in (plans or {}).items():
             pipe.set(self.key("plan", user), plan, px=plan_ms)
+        for key, field in peek:
+            pipe.get(key) if field is None else pipe.hget(key, field)
         replies = pipe.execute()
-        return [bool(c) for c in replies[: len(users)]], replies[len(users)] > 0
+        return [bool(c) for c in replies[: len(users)]], replies[len(users)] > 0, replies[len(replies) - len(peek):]
 
     def begin_group(self, user: str, token: str, siblings: list[tuple[str, str]], ttl_ms: int, lane_ms: int,
                     handled_ms: int) -> Begin:

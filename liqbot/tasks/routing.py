@@ -60,6 +60,7 @@ def route_liquidations(dets: list[Detection], after_event: bool = False, send: b
 
     `send` (the producer with PRODUCER_SENDS): the plans fit to be trusted are sent right here, after the
     locks (execution.send_first); each of those users' tasks only records its transaction."""
+    from liqbot.execution import send_first_peeks
     from liqbot.runtime import runtime
     from liqbot.tasks.liquidate import check_and_liquidate
 
@@ -71,14 +72,15 @@ def route_liquidations(dets: list[Detection], after_event: bool = False, send: b
     if not wanted:
         return out
     plans = {dets[i].user: json.dumps(dets[i].plan.to_message()) for i in wanted if dets[i].plan}  # type: ignore[union-attr]
-    claimed, alive = rt.state.claim_many([dets[i].user for i in wanted], s.dedupe_window_secs,
-                                         s.priority_heartbeat_ttl_secs, s.lane_yield_ms, unpark=after_event,
-                                         plans=plans, plan_ms=int(s.liquidation_max_age_secs * 1000))
+    peek = send_first_peeks(rt) if send else []
+    claimed, alive, peeked = rt.state.claim_many([dets[i].user for i in wanted], s.dedupe_window_secs,
+                                                 s.priority_heartbeat_ttl_secs, s.lane_yield_ms, unpark=after_event,
+                                                 plans=plans, plan_ms=int(s.liquidation_max_age_secs * 1000), peek=peek)
     todo = [i for i, ok in zip(wanted, claimed, strict=True) if ok]
     if len(todo) < len(wanted):
         rt.state.count("deduped", len(wanted) - len(todo))
     ids = {i: str(uuid.uuid4()) for i in todo}
-    sent = send_first(rt, dets, todo, ids) if send and alive else {}
+    sent = send_first(rt, dets, todo, ids, peeked) if send and alive else {}
 
     def publish(i: int, chunk: list[int], queue: str, path: str) -> None:
         det = dets[i]
@@ -128,7 +130,7 @@ def route_liquidations(dets: list[Detection], after_event: bool = False, send: b
     return out
 
 
-def send_first(rt: Runtime, dets: list[Detection], todo: list[int], ids: dict[int, str]) -> dict[str, dict]:
+def send_first(rt: Runtime, dets: list[Detection], todo: list[int], ids: dict[int, str], peeked: list) -> dict[str, dict]:
     """The claimed users with a plan, sent at once where the plan may be trusted (execution.send_first). A
     failure here sends nothing more: every user then takes the lane's usual way (a transaction that did leave
     marked its user "sent" first, so the lane skips it)."""
@@ -140,7 +142,7 @@ def send_first(rt: Runtime, dets: list[Detection], todo: list[int], ids: dict[in
     if not records:
         return {}
     try:
-        sent = send_plans(rt, records)
+        sent = send_plans(rt, records, peeked)
     except Exception as exc:
         log.warning("%s the producer's send of %d plans failed (%s): the lane takes them", FAST, len(records), exc)
         return {}

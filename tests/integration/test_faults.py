@@ -115,7 +115,7 @@ def test_a_worker_killed_mid_liquidation_leaves_exactly_one_liquidation_and_one_
     slow = stack.worker("priority", PRIORITY_WORKER, extra_env={"FAULT_PAUSE_AFTER_SEND_SECS": "30"})
     stack.worker("default", DEFAULT_WORKER)
     stack.beat()
-    stack.producer()
+    stack.producer(extra_env={"PRODUCER_SENDS": "false"})  # the worker sends (see the next test for the producer)
     wait_until(lambda: _stored_users(env) >= 1, 60, "backfill")
     since, liquidatable = _crash(chain, [user])
     assert liquidatable == {user}
@@ -128,6 +128,28 @@ def test_a_worker_killed_mid_liquidation_leaves_exactly_one_liquidation_and_one_
     (row,) = [a for a in _attempts(env) if a.tx_hash]
     assert row.tx_hash == events[0]["tx"]
     assert row.outcome == "mined"
+    assert "recovered" in (row.reason or "")
+
+
+def test_a_producer_killed_right_after_its_send_leaves_exactly_one_liquidation_and_one_row(chain: Devnet, env: dict,
+                                                                                           stack: Stack):
+    """PRODUCER_SENDS: killed after the bytes left and before the task that records them was published, the
+    producer leaves its intent in Redis; the in-flight sweep records the liquidation once."""
+    user = open_position(chain, "user4", weth=10, usdc=15_000)
+    stack.worker("priority", PRIORITY_WORKER)
+    stack.worker("default", DEFAULT_WORKER)
+    stack.beat()
+    producer = stack.producer(extra_env={"FAULT_PAUSE_AFTER_SEND_SECS": "30"})
+    wait_until(lambda: _stored_users(env) >= 1, 60, "backfill")
+    since, liquidatable = _crash(chain, [user])
+    assert liquidatable == {user}
+    wait_until(lambda: liquidations(chain.rpc, chain.market.pool, since), 30, "the producer's transaction on chain")
+    assert _attempts(env) == []
+    stack.stop("producer", signal.SIGKILL)
+    assert not producer.alive()
+    events = _exactly_once(chain, env, {user}, since, timeout=60)
+    (row,) = [a for a in _attempts(env) if a.tx_hash]
+    assert (row.tx_hash, row.outcome) == (events[0]["tx"], "mined")
     assert "recovered" in (row.reason or "")
 
 

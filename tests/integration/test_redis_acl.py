@@ -119,7 +119,7 @@ def test_liqbot_runs_as_its_acl_user(chain: Devnet, env: dict, acl_redis: AclRed
     # liqbot's own state, from this process as the liqbot user.
     s = rt.state
     user, other = "0x" + "ab" * 20, "0x" + "cd" * 20
-    assert s.claim_many([user], 5, 10, lane_ms=100, unpark=True, plans={user: "{}"}, plan_ms=1000) == ([True], False)
+    assert s.claim_many([user], 5, 10, lane_ms=100, unpark=True, plans={user: "{}"}, plan_ms=1000) == ([True], False, [])
     begin = s.begin_group(user, "task-1", [(other, "task-2")], 1000, 100, 1000)
     assert begin.claimed
     s.end_attempts([user, other], 100, {user: 3})
