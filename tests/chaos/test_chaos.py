@@ -100,7 +100,9 @@ def test_chaos(chain: Devnet, env: dict, stack: Stack, monkeypatch: pytest.Monke
                    interval=1)
         wait_until(lambda: all(a.outcome != "sent" for a in rows()), 60, "every receipt recorded", interval=1)
         recorded = rows()
-        assert sorted(a.tx_hash for a in recorded) == sorted(e["tx"] for e in events)  # exactly one row per tx
+        extra = [(a.user, a.outcome, a.reason, a.path, a.nonce) for a in recorded if a.tx_hash not in {e["tx"] for e in events}]
+        assert sorted(a.tx_hash for a in recorded) == sorted(e["tx"] for e in events), \
+            f"exactly one row per liquidation; {len(extra)} rows with no LiquidationCall, e.g. {extra[:5]}"
         assert {a.outcome for a in recorded} == {"mined"}
         state = State(url)
         wait_until(lambda: state.queue_depth("priority") == 0 and state.queue_depth("default") == 0, 60, "empty queues",
