@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,7 +27,7 @@ from liqbot.domain.plan import PendingUpdate, Plan
 from liqbot.domain.reverts import lost_race
 from liqbot.domain.route import FLASH, INVENTORY, UNLIMITED, RouteOption, choose, flash_amount, min_profit
 from liqbot.domain.units import UINT256_MAX, value_base
-from liqbot.errors import RpcError
+from liqbot.errors import LiqbotError, RpcError
 from liqbot.runtime import Runtime
 from liqbot.store.attempts import awaiting_receipt, record_attempts
 
@@ -47,6 +48,11 @@ TRUST_SUSPENDED = "trust:suspended"  # Redis: while set, every plan is verified 
 TRUST_SUSPEND_SECS = 600
 PLAN_TRUST_SECS = 1.0  # an older plan may predate a block the mirror has not shown it
 GAS_MEMORY_SECS = 5.0  # the learned gas is read from Redis at most this often per process
+
+
+class ReceiptAwaited(LiqbotError):
+    """Raised before the bytes leave (nothing is sent): a user of the batch awaits the receipt of a liquidation
+    of ours that Redis no longer remembers (`skip_awaiting_receipts`)."""
 
 
 @dataclass
@@ -240,8 +246,9 @@ def trusted_jobs(rt: Runtime, jobs: list[Job]) -> list[Job]:
     return out
 
 
-def send_unsimulated(rt: Runtime, jobs: list[Job]) -> None:
-    """Bid and send trusted plans at once, on the base fee and gas the detector and the receipts knew."""
+def send_unsimulated(rt: Runtime, jobs: list[Job], unless: Callable[[], set[str]] | None = None) -> None:
+    """Bid and send trusted plans at once, on the base fee and gas the detector and the receipts knew. `unless`:
+    see `send_all`."""
     t_send = time.perf_counter()
     base_fee = max(j.given.base_fee for j in jobs)  # type: ignore[union-attr]
     for job in jobs:
@@ -255,7 +262,7 @@ def send_unsimulated(rt: Runtime, jobs: list[Job]) -> None:
         finish(ready, "skipped", f"gas price above cap ({base_fee / 1e9:.1f} gwei)")
         return
     if ready:
-        send_all(rt, ready, None, reuse_nonce=True)
+        send_all(rt, ready, None, reuse_nonce=True, unless=unless)
         mark_stages(ready, {"send": time.perf_counter() - t_send})
 
 
@@ -281,20 +288,21 @@ def send_first(rt: Runtime, records: list[tuple[dict[str, Any], Plan]], peeked: 
     if not allowed or why == "probe":  # the half-open probe is the lane's, with its simulation
         return {}
     jobs = [Job(record["user"], record, None, given=plan) for record, plan in records]
-    skip_awaiting_receipts(rt, jobs)
-    t_checked = time.perf_counter()
-    live = [j for j in jobs if j.outcome is None]
-    for job in live:
+    # The receipts query runs beside the trust decision and the send lock's round trip; the send waits for it.
+    awaiting = rt.background(lambda: awaiting_receipts(rt, [j.user for j in jobs]))
+    for job in jobs:
         adopt(rt, job, job.given)  # type: ignore[arg-type]
-    trusted = trusted_jobs(rt, live)
+    trusted = trusted_jobs(rt, jobs)
+    t_checked = time.perf_counter()
     if not trusted:
         return {}
-    t_trusted = time.perf_counter()
-    send_unsimulated(rt, trusted)
-    checks_ms = (t_checked - t0) * 1000
-    log.debug("send_first: breaker+receipts %.1f ms, trust %.1f ms", checks_ms, (t_trusted - t_checked) * 1000)
+    try:
+        send_unsimulated(rt, trusted, unless=awaiting.result)
+    except ReceiptAwaited as exc:
+        log.info("%s; the lane takes this batch (it skips them)", exc)
+        return {}
     return {j.user: {"tx_hash": o.fields["tx_hash"], "sent_at": o.fields["sent_at"], "left_at": o.left_at,
-                     "checks_ms": checks_ms, "send_ms": o.stages_ms.get("send", 0.0)}
+                     "checks_ms": (t_checked - t0) * 1000, "send_ms": o.stages_ms.get("send", 0.0)}
             for j in trusted if (o := j.outcome) is not None and o.outcome == "sent"}
 
 
@@ -671,12 +679,16 @@ def bid_fees(rt: Runtime, job: Job, native_price: int, behind: PendingUpdate | N
 
 
 def send_all(rt: Runtime, jobs: list[Job], pending_nonce: int | None, behind: PendingUpdate | None = None,
-             reuse_nonce: bool = False) -> None:
+             reuse_nonce: bool = False, unless: Callable[[], set[str]] | None = None) -> None:
+    """`unless()`: users that must not be sent for, asked at the last moment before the bytes leave; if any of
+    the batch is among them, nothing is sent (ReceiptAwaited)."""
     s = rt.settings
 
     def intent(signed: list[tuple[str, int]]) -> None:
         """Before the bytes leave: mark each user and keep what we are about to send, so a worker killed
         right after the send still ends up with exactly one attempt row per transaction (tasks.receipts)."""
+        if unless is not None and (busy := unless() & {j.user for j in jobs}):
+            raise ReceiptAwaited(f"{len(busy)} of {len(jobs)} users await the receipt of a liquidation of ours")
         pipe = rt.state.r.pipeline(transaction=False)
         now = time.time()
         for job, (tx_hash, nonce) in zip(jobs, signed, strict=True):
@@ -762,14 +774,18 @@ def skip_awaiting_receipts(rt: Runtime, jobs: list[Job]) -> None:
     but a Redis restart forgets it while the transaction may still wait in the mempool (behind a pending
     update, or in a full block): the attempts table says so too, over the same window (a transaction a reorg
     dropped must not hold its user until the receipt tracker gives up on it)."""
-    users = [j.user for j in jobs if j.outcome is None]
-    if not users:
-        return
-    with rt.sessions() as session:
-        awaiting = awaiting_receipt(session, users, time.time() - rt.settings.liquidation_max_age_secs)
+    awaiting = awaiting_receipts(rt, [j.user for j in jobs if j.outcome is None])
     for job in jobs:
         if job.outcome is None and job.user in awaiting:
             job.outcome = Outcome("skipped", "already sent, awaiting its receipt")
+
+
+def awaiting_receipts(rt: Runtime, users: list[str]) -> set[str]:
+    """Those of `users` with a liquidation of ours sent within LIQUIDATION_MAX_AGE_SECS and not mined yet."""
+    if not users:
+        return set()
+    with rt.sessions() as session:
+        return awaiting_receipt(session, users, time.time() - rt.settings.liquidation_max_age_secs)
 
 
 def plan_of(raw: str | None) -> Plan | None:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TypeVar
@@ -57,6 +58,7 @@ class Runtime:
     _inventory: Inventory | None = field(default=None, repr=False)
     _recent: dict = field(default_factory=dict, repr=False)
     trust_blockers: list[str] | None = None  # read with the inventory (chain/guards.py); None: not read yet
+    _helper: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
     def rpc(self) -> Rpc:
@@ -164,6 +166,12 @@ class Runtime:
         if hit is None or now - hit[0] > ttl:
             hit = self._recent[name] = (now, read())
         return hit[1]
+
+    def background(self, fn: Callable[[], T]) -> Future[T]:
+        """`fn()` on this process's helper thread: a read that overlaps a round trip the caller makes meanwhile."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="helper")
+        return self._helper.submit(fn)
 
     def remember(self, name: object, value: object) -> None:
         """What `recent(name, ...)` returns for its ttl from now: a value read in a round trip made anyway."""

@@ -155,3 +155,36 @@ def test_the_producer_sends_trusted_plans_itself_and_the_lane_records_them(chain
     assert redelivered.startswith("skipped")
     with rt.sessions() as s:
         assert len(attempts_for(s, users[0])) == 1
+
+
+def test_the_producer_sends_nothing_while_a_user_of_its_batch_awaits_a_receipt(chain: Devnet, rt: Runtime):
+    """Redis forgot a user's "sent" mark (a restart) while our transaction for it may still wait to be mined: the
+    attempts table says so, the producer's batch is not sent, and the lane sends for the others only."""
+    from dataclasses import replace
+
+    from liqbot.devnet import move_price
+    from liqbot.execution import SENT_BY_PRODUCER
+    from liqbot.store.attempts import record_attempts
+    from liqbot.tasks.routing import route_liquidations
+    from tests.helpers import open_position, plan_from_chain
+
+    users = [open_position(chain, who, weth=10, usdc=15_000 + 100 * i) for i, who in enumerate(("user4", "user5"))]
+    block = move_price(chain.market, "WETH", pct=-20).block
+    rt.warm()
+    rt.state.heartbeat("test-priority")
+    now = time.time()
+    with rt.sessions.begin() as s:
+        record_attempts(s, [{"user": users[0], "path": "fast", "detected_block": block, "detected_at": now,
+                             "outcome": "sent", "tx_hash": "0x" + "ab" * 32, "sent_at": now}])
+    dets = [Detection(u, block, now, "fast", replace(plan_from_chain(rt, u), base_fee=10**9)) for u in users]
+
+    assert route_liquidations(dets, after_event=True, send=True) == ["priority"] * 2
+    assert liquidations(chain.rpc, chain.market.pool, block) == []  # nothing left the routing process
+    with _run(["priority"]):
+        (sent,) = _wait_attempt(rt, users[1])
+    assert sent.reason != SENT_BY_PRODUCER
+    with rt.sessions() as s:
+        rows = [(a.outcome, a.reason) for a in attempts_for(s, users[0])]
+    assert rows[1:] == [("skipped", "already sent, awaiting its receipt")]
+    wait_until(lambda: liquidations(chain.rpc, chain.market.pool, block), 10, "the lane's liquidation")
+    assert [e["user"] for e in liquidations(chain.rpc, chain.market.pool, block)] == [users[1]]
