@@ -132,8 +132,10 @@ def route_liquidations(dets: list[Detection], after_event: bool = False, send: b
 
 def send_first(rt: Runtime, dets: list[Detection], todo: list[int], ids: dict[int, str], peeked: list) -> dict[str, dict]:
     """The claimed users with a plan, sent at once where the plan may be trusted (execution.send_first): one
-    batch of at most LIQUIDATION_GROUP_MAX, as a lane task sends; the rest of a larger burst goes to the lane in
-    groups, so that no send holds the account (and a Redis restart cannot catch) a long batch in flight. A
+    batch of at most LIQUIDATION_GROUP_MAX, as a lane task sends, the most profitable first (a node that mines
+    each transaction as it comes takes the batch's head before a rival's transactions can interleave); the rest
+    of a larger burst goes to the lane in groups, so that no send holds the account (and a Redis restart cannot
+    catch) a long batch in flight. A
     failure here sends nothing more: every user then takes the lane's usual way (a transaction that did leave
     marked its user "sent" first, so the lane skips it)."""
     from liqbot.execution import send_first as send_plans
@@ -141,6 +143,7 @@ def send_first(rt: Runtime, dets: list[Detection], todo: list[int], ids: dict[in
     now = time.time()
     records = [({"user": d.user, "path": d.path, "task_id": ids[i], "detected_block": d.block, "detected_at": d.detected_at,
                  "enqueued_at": None, "started_at": now}, d.plan) for i in todo if (d := dets[i]).plan is not None]
+    records.sort(key=lambda rec: -rec[1].candidate.gross_profit_base)
     records = records[: rt.settings.liquidation_group_max]
     if not records:
         return {}
