@@ -160,18 +160,23 @@ class State:
             self.r.hset(self.key(_USER_CONFIG), mapping={u: str(c) for u, c in configs.items()})
 
     # --- parked users ---------------------------------------------------------------------------
-    def park(self, parked: dict[str, str]) -> None:
+    def park(self, parked: dict[str, str], retry_after: float | None = None) -> None:
         """Users a liquidation cannot help until something about them changes (bad debt, dust): scans
         and bookkeeping stop routing them to the lane until an event or a price move unparks them.
-        `parked`: user -> the reason of the skip."""
+        `parked`: user -> the reason of the skip. `retry_after`: scans may route them again after this many
+        seconds (a reason that may pass by itself)."""
         if parked:
             at = time.time()
-            self.r.hset(self.key(_PARKED), mapping={u: json.dumps({"reason": why, "at": at}) for u, why in parked.items()})
+            until = {"until": at + retry_after} if retry_after is not None else {}
+            self.r.hset(self.key(_PARKED), mapping={u: json.dumps({"reason": why, "at": at, **until})
+                                                    for u, why in parked.items()})
 
     def parked_among(self, users: Sequence[str]) -> set[str]:
         if not users:
             return set()
-        return {u for u, v in zip(users, self.r.hmget(self.key(_PARKED), list(users)), strict=True) if v is not None}
+        now = time.time()
+        return {u for u, v in zip(users, self.r.hmget(self.key(_PARKED), list(users)), strict=True)
+                if v is not None and json.loads(v).get("until", now + 1) > now}
 
     def unpark(self, users: Iterable[str]) -> int:
         """Something touched these users: the next detection may route them again."""

@@ -3,6 +3,8 @@ predictions checked against what the Pool actually seizes."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from liqbot.chain import aave
@@ -141,3 +143,9 @@ def test_a_user_whose_account_read_reverts_is_parked_and_never_trips_the_breaker
         assert first.reason.startswith("the Pool's account read reverts for this user")
         assert [a.outcome for a in attempts_for(s, users[1])] == ["sent"]
     assert users[0] in {u for u, _, _ in rt.state.parked(10)[1]}
+    assert rt.state.parked_among([users[0]]) == {users[0]}  # scans leave it alone for a while...
+    key = rt.state.key("parked")
+    entry = json.loads(rt.state.r.hget(key, users[0]))
+    assert entry["until"] == pytest.approx(entry["at"] + execution.UNREADABLE_RETRY_SECS)
+    rt.state.r.hset(key, users[0], json.dumps({**entry, "until": entry["at"] - 1}))  # that long later
+    assert rt.state.parked_among([users[0]]) == set()  # ...then route it again (the revert may have passed)
